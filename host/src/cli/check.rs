@@ -1,0 +1,35 @@
+//! `wasmcron check`: load every declaration and compile every module, list
+//! every error, and exit 1 if there was any.
+
+use std::process::ExitCode;
+
+use super::{FAILED, Globals};
+use crate::registry::Registry;
+use crate::runtime::Runtime;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {}
+
+pub fn run(globals: &Globals, _args: Args) -> anyhow::Result<ExitCode> {
+    let runtime = Runtime::new()?;
+    let registry = Registry::load(&runtime, &globals.jobs)?;
+    for job in &registry.jobs {
+        let schedule = match &job.spec.schedule {
+            Some(schedule) => schedule.to_string(),
+            None => "no schedule (runs when triggered)".into(),
+        };
+        println!("ok     {:<24} {:<22} {}", job.spec.name, job.compiled.kind_name(), schedule);
+    }
+    for error in &registry.errors {
+        eprintln!("error  {error}");
+    }
+    let summary =
+        format!("{} job(s) ok, {} error(s) in {}", registry.jobs.len(), registry.errors.len(), globals.jobs.display());
+    if registry.errors.is_empty() {
+        println!("{summary}");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!("{summary}");
+        Ok(ExitCode::from(FAILED))
+    }
+}

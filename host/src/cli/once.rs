@@ -1,0 +1,162 @@
+//! `wasmcron once JOB`: run one job now, in the foreground, recorded in the
+//! state database like any other run. The guest's stdout and stderr pass
+//! through to ours (or, with `--json`, the run record is printed instead).
+//! Ctrl-C cancels the run, which is then recorded `cancelled`.
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use chrono::Utc;
+
+use super::{CONFIG_ERROR, FAILED, Globals};
+use crate::config::{self, JobSpec};
+use crate::record::{RunStatus, Trigger};
+use crate::registry;
+use crate::runtime::{RunContext, RunControl, RunOutcome, Runtime};
+use crate::store::{Finished, NewRun, Store};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The job's name (its declaration's file stem).
+    pub job: String,
+    /// Print the run record as JSON instead of the guest's output.
+    #[arg(long)]
+    pub json: bool,
+    /// A file whose bytes are the guest's stdin (`-` reads our stdin).
+    #[arg(long, value_name = "FILE|-")]
+    pub payload: Option<PathBuf>,
+}
+
+pub fn run(globals: &Globals, args: Args) -> anyhow::Result<ExitCode> {
+    let spec = match find_job(&globals.jobs, &args.job) {
+        Ok(spec) => spec,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return Ok(ExitCode::from(CONFIG_ERROR));
+        }
+    };
+    let payload = read_payload(args.payload.as_deref())?;
+    let runtime = Runtime::new()?;
+    let compiled = match registry::compile(&runtime, &spec) {
+        Ok(compiled) => compiled,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return Ok(ExitCode::from(CONFIG_ERROR));
+        }
+    };
+    let store = Store::open(&globals.state)?;
+
+    let started_at = Utc::now();
+    let run_id = store.begin_run(&NewRun {
+        job: &spec.name,
+        trigger: Trigger::Manual,
+        attempt: 1,
+        scheduled_for: started_at,
+        started_at,
+        module_sha256: &compiled.sha256,
+    })?;
+    let context = RunContext {
+        run_id,
+        attempt: 1,
+        scheduled_at: started_at,
+        trigger: Trigger::Manual,
+        payload,
+        echo: !args.json,
+    };
+    let control = RunControl::new(Instant::now() + spec.limits.timeout);
+
+    let tokio =
+        tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
+    let report = tokio.block_on(async {
+        let on_ctrl_c = control.clone();
+        let ctrl_c = tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                on_ctrl_c.cancel();
+            }
+        });
+        let report = runtime.run(&compiled, &spec, &context, &control).await;
+        ctrl_c.abort();
+        report
+    });
+
+    let ended_at = Utc::now();
+    store.finish_run(
+        run_id,
+        &Finished {
+            status: status_of(&report.outcome),
+            ended_at,
+            exit_code: report.outcome.exit_code(),
+            error: report.outcome.error(),
+            fuel_used: report.fuel_used,
+            stdout: report.stdout,
+            stderr: report.stderr,
+            output_dropped: report.output_dropped,
+        },
+    )?;
+    tracing::info!(job = %spec.name, run_id, attempt = 1, outcome = report.outcome.status(),
+        duration_ms = (ended_at - started_at).num_milliseconds(), "run ended");
+
+    let record = store.run(run_id)?.context("the run just recorded is missing from the state database")?;
+    if args.json {
+        let mut stdout = std::io::stdout().lock();
+        serde_json::to_writer_pretty(&mut stdout, &record)?;
+        writeln!(stdout)?;
+    } else if !report.outcome.is_success() {
+        let seconds = (ended_at - started_at).num_milliseconds() as f64 / 1000.0;
+        eprintln!("wasmcron: run {run_id} of {} {} after {seconds:.2}s", spec.name, report.outcome);
+    }
+    Ok(if report.outcome.is_success() { ExitCode::SUCCESS } else { ExitCode::from(FAILED) })
+}
+
+/// The stored status of a finished run.
+pub fn status_of(outcome: &RunOutcome) -> RunStatus {
+    match outcome {
+        RunOutcome::Succeeded => RunStatus::Succeeded,
+        RunOutcome::Failed { .. } => RunStatus::Failed,
+        RunOutcome::TimedOut => RunStatus::TimedOut,
+        RunOutcome::OutOfFuel => RunStatus::OutOfFuel,
+        RunOutcome::Cancelled => RunStatus::Cancelled,
+    }
+}
+
+/// Finds `name` in the jobs folder, or says why not in one message.
+fn find_job(dir: &std::path::Path, name: &str) -> Result<JobSpec, String> {
+    config::validate_name(name)?;
+    let loaded = config::load_dir(dir)
+        .map_err(|e| format!("cannot read the jobs folder {}: {e}; create it or pass --jobs DIR", dir.display()))?;
+    if let Some(spec) = loaded.jobs.into_iter().find(|job| job.name == name) {
+        return Ok(spec);
+    }
+    let stem = |path: &std::path::Path| path.file_stem().is_some_and(|s| s == name);
+    if let Some(error) = loaded.errors.iter().find(|e| stem(&e.file)) {
+        return Err(error.to_string());
+    }
+    Err(format!(
+        "no job named {name:?} in {}; add {name}.toml (or {name}.wasm) there, or run `wasmcron check` to list the jobs",
+        dir.display()
+    ))
+}
+
+fn read_payload(source: Option<&std::path::Path>) -> anyhow::Result<Vec<u8>> {
+    let mut payload = Vec::new();
+    match source {
+        None => {}
+        Some(path) if path.as_os_str() == "-" => {
+            std::io::stdin().read_to_end(&mut payload).context("reading the payload from stdin")?;
+        }
+        Some(path) => {
+            payload =
+                std::fs::read(path).with_context(|| format!("--payload {}: cannot read the file", path.display()))?;
+        }
+    }
+    if payload.len() > MAX_PAYLOAD {
+        bail!("the payload is {} bytes; the most a run accepts is {MAX_PAYLOAD}", payload.len());
+    }
+    Ok(payload)
+}
+
+/// Payloads are held in memory and stored; keep them modest.
+const MAX_PAYLOAD: usize = 16 << 20;

@@ -1,0 +1,128 @@
+//! Unit tests for declarations: the full example of DESIGN.md, defaults,
+//! and folder loading. Error wording is tested against the corpus in
+//! `tests/declarations/` by the integration tests.
+
+use super::*;
+use std::time::Duration;
+
+const FULL: &str = r#"
+module   = "report.wasm"
+schedule = "0 30 2 * * Mon-Fri"
+timezone = "Europe/London"
+jitter   = "30s"
+args     = ["--since", "1d"]
+env      = { LEVEL = "info" }
+overlap  = "queue"
+catch_up = "all"
+catch_up_window = "2h"
+enabled  = false
+
+[limits]
+timeout = "2m"
+fuel    = 10_000_000_000
+memory  = "64MiB"
+output  = "4KiB"
+
+[retry]
+attempts    = 3
+backoff     = "10s"
+max_backoff = "10m"
+
+[[dirs]]
+host  = "data"
+guest = "/reports"
+mode  = "rw"
+"#;
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn full_example_is_validated_into_a_spec() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("data")).unwrap();
+    let job = load_file(&write(dir.path(), "report.toml", FULL)).unwrap();
+    assert_eq!(job.name, "report");
+    assert_eq!(job.module, dir.path().join("report.wasm"));
+    assert_eq!(job.schedule.as_ref().unwrap().text(), "0 30 2 * * Mon-Fri");
+    assert_eq!(job.timezone, chrono_tz::Europe::London);
+    assert_eq!(job.jitter, Duration::from_secs(30));
+    assert_eq!(job.args, ["--since", "1d"]);
+    assert_eq!(job.env, [("LEVEL".to_owned(), "info".to_owned())]);
+    assert_eq!(job.overlap, Overlap::Queue);
+    assert_eq!(job.catch_up, CatchUp::All);
+    assert_eq!(job.catch_up_window, Duration::from_secs(7200));
+    assert!(!job.enabled);
+    assert_eq!(
+        job.limits,
+        Limits { timeout: Duration::from_secs(120), fuel: Some(10_000_000_000), memory: 64 << 20, output: 4096 }
+    );
+    assert_eq!(
+        job.retry,
+        Retry { attempts: 3, backoff: Duration::from_secs(10), max_backoff: Duration::from_secs(600) }
+    );
+    assert_eq!(
+        job.dirs,
+        [DirGrant { host: dir.path().join("data"), guest: "/reports".into(), mode: DirMode::ReadWrite }]
+    );
+}
+
+#[test]
+fn empty_declaration_gets_the_defaults() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = load_file(&write(dir.path(), "tidy.toml", "")).unwrap();
+    let bare = JobSpec::for_bare_module("tidy".into(), dir.path().join("tidy.wasm"));
+    assert_eq!(job.module, bare.module);
+    assert!(job.schedule.is_none());
+    assert_eq!(job.timezone, chrono_tz::UTC);
+    assert_eq!(job.overlap, Overlap::Skip);
+    assert_eq!(job.catch_up, CatchUp::Once);
+    assert_eq!(job.catch_up_window, Duration::from_secs(24 * 3600));
+    assert!(job.enabled);
+    assert_eq!(
+        job.limits,
+        Limits { timeout: Duration::from_secs(300), fuel: None, memory: 256 << 20, output: 1 << 20 }
+    );
+    assert_eq!(job.retry.attempts, 1);
+    assert!(job.dirs.is_empty());
+}
+
+#[test]
+fn default_module_falls_back_to_wat() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "hello.wat", "(module)");
+    let job = load_file(&write(dir.path(), "hello.toml", "")).unwrap();
+    assert_eq!(job.module, dir.path().join("hello.wat"));
+}
+
+#[test]
+fn folder_keeps_good_jobs_beside_bad_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "good.toml", "schedule = \"@hourly\"");
+    write(dir.path(), "bad.toml", "schedule = \"61 * * * *\"");
+    write(dir.path(), "bare.wat", "(module)");
+    write(dir.path(), "good.wasm", "");
+    write(dir.path(), "notes.txt", "ignored");
+    let loaded = load_dir(dir.path()).unwrap();
+    let names: Vec<&str> = loaded.jobs.iter().map(|j| j.name.as_str()).collect();
+    assert_eq!(names, ["bare", "good"]);
+    assert_eq!(loaded.errors.len(), 1);
+    assert!(
+        loaded.errors[0].to_string().ends_with("bad.toml: schedule \"61 * * * *\": minute 61 is out of range 0-59")
+    );
+    let bare = &loaded.jobs[0];
+    assert!(bare.schedule.is_none() && bare.module.ends_with("bare.wat"));
+}
+
+#[test]
+fn names_follow_the_pattern() {
+    for good in ["a", "report", "db-vacuum_2", &"x".repeat(63)] {
+        assert!(validate_name(good).is_ok(), "{good}");
+    }
+    for bad in ["", "Report", "-x", "_x", "a.b", "a b", &"x".repeat(64)] {
+        assert!(validate_name(bad).is_err(), "{bad}");
+    }
+}

@@ -1,0 +1,16 @@
+//! wasmcron: runs WebAssembly jobs on cron schedules, sandboxed by wasmtime.
+//!
+//! Modules, one per concern, with dependencies pointing one way:
+//! `config` (TOML → `JobSpec`), `schedule` (cron text → pure `next_after`),
+//! `runtime` (engines, compile, run → `RunOutcome`), `store` (SQLite),
+//! `registry` (declarations + compiled modules), `cli`. `schedule`, `store`
+//! and `runtime` are leaves; `record` and `units` are shared vocabulary.
+
+pub mod cli;
+pub mod config;
+pub mod record;
+pub mod registry;
+pub mod runtime;
+pub mod schedule;
+pub mod store;
+pub mod units;

@@ -1,0 +1,91 @@
+//! Bytes → a `CompiledJob`, ready to instantiate: WAT text is assembled,
+//! modules and components are told apart by their header, compiled on the
+//! engine the job needs, and linked once into an `InstancePre` — which is
+//! where an import the host cannot satisfy is found, at load, not at run.
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::Component;
+use wasmtime::{InstancePre, Module};
+use wasmtime_wasi::p1::WasiP1Ctx;
+use wasmtime_wasi::p2::bindings::CommandPre;
+
+use super::state::{GuestState, WasiP2};
+use super::{EngineSet, Runtime};
+
+/// A module or component compiled and linked, shared by all its runs.
+pub struct CompiledJob {
+    pub(crate) kind: GuestKind,
+    /// Hex SHA-256 of the bytes as read from disk.
+    pub sha256: String,
+    pub metered: bool,
+}
+
+pub(crate) enum GuestKind {
+    /// A WASI preview 1 command module (exports `_start`).
+    Command(InstancePre<GuestState<WasiP1Ctx>>),
+    /// A WASI preview 2 command component (exports `wasi:cli/run`).
+    Component(CommandPre<GuestState<WasiP2>>),
+}
+
+impl CompiledJob {
+    /// `command module` or `command component`, for messages.
+    pub fn kind_name(&self) -> &'static str {
+        match self.kind {
+            GuestKind::Command(_) => "WASI command module",
+            GuestKind::Component(_) => "WASI command component",
+        }
+    }
+}
+
+/// Why bytes could not become a runnable job. Messages say what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum CompileError {
+    #[error(
+        "is not WebAssembly: it is neither a wasm binary nor WAT text ({0}); build the job for wasm32-wasip1 or wasm32-wasip2"
+    )]
+    NotWasm(String),
+    #[error("is not valid WebAssembly: {0:#}")]
+    Invalid(wasmtime::Error),
+    #[error(
+        "cannot be linked: {0:#}. A job may import only WASI (wasi_snapshot_preview1, or wasi:* 0.2 for components)"
+    )]
+    Unlinkable(wasmtime::Error),
+    #[error(
+        "has no `_start` export, so it is not a WASI command; build it as a program with a `main` (e.g. cargo build --target wasm32-wasip1)"
+    )]
+    NoStart,
+    #[error("is a component but not a WASI command (it must export wasi:cli/run): {0:#}")]
+    NotCommand(wasmtime::Error),
+}
+
+impl Runtime {
+    /// Compiles `bytes` (binary or WAT) for a job that is metered or not.
+    /// CPU-heavy: call it off the async workers.
+    pub fn compile(&self, bytes: &[u8], metered: bool) -> Result<CompiledJob, CompileError> {
+        let sha256 = hex(&Sha256::digest(bytes));
+        let binary = if bytes.starts_with(b"\0asm") {
+            std::borrow::Cow::Borrowed(bytes)
+        } else {
+            let text = std::str::from_utf8(bytes)
+                .map_err(|_| CompileError::NotWasm("no \\0asm header, and not UTF-8 text".into()))?;
+            std::borrow::Cow::Owned(wat::parse_str(text).map_err(|e| CompileError::NotWasm(e.to_string()))?)
+        };
+        let engines: &EngineSet = self.engines(metered);
+        let kind = if wasmparser::Parser::is_component(&binary) {
+            let component = Component::new(&engines.engine, &binary).map_err(CompileError::Invalid)?;
+            let pre = engines.components.instantiate_pre(&component).map_err(CompileError::Unlinkable)?;
+            GuestKind::Component(CommandPre::new(pre).map_err(CompileError::NotCommand)?)
+        } else {
+            let module = Module::new(&engines.engine, &binary).map_err(CompileError::Invalid)?;
+            if module.get_export("_start").is_none() {
+                return Err(CompileError::NoStart);
+            }
+            GuestKind::Command(engines.modules.instantiate_pre(&module).map_err(CompileError::Unlinkable)?)
+        };
+        Ok(CompiledJob { kind, sha256, metered })
+    }
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

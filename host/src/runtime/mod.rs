@@ -1,0 +1,71 @@
+//! The sandbox: engines, compilation and runs.
+//!
+//! How guests are run: one process-wide pair of engines (see `engine`),
+//! each job compiled once into an `InstancePre` (see `compile`), and every
+//! run instantiated into a fresh `Store` whose WASI context is built from
+//! the job's declaration alone — no inherited environment, stdio, files or
+//! network — with memory capped, output captured up to a budget, fuel
+//! metered if the job asks, and a deadline and cancel switch enforced by
+//! epoch interruption (see `run`). Runs are futures on the caller's tokio
+//! runtime; compilation is blocking work and belongs on a blocking thread.
+//!
+//! This module is a leaf: it knows declarations (`config`) and the record
+//! vocabulary (`record`), nothing of storage or scheduling.
+
+mod compile;
+mod control;
+mod engine;
+mod outcome;
+mod output;
+mod run;
+mod state;
+
+use anyhow::Result;
+use wasmtime::Engine;
+use wasmtime::Linker;
+use wasmtime::component::Linker as ComponentLinker;
+use wasmtime_wasi::p1::WasiP1Ctx;
+
+pub use compile::{CompileError, CompiledJob, hex};
+pub use control::{RunControl, StopReason};
+pub use engine::EPOCH_TICK;
+pub use outcome::RunOutcome;
+pub use run::{RunContext, RunReport};
+
+use state::{GuestState, WasiP2};
+
+/// An engine with its linkers for modules (WASI p1) and components (WASI p2).
+pub(crate) struct EngineSet {
+    engine: Engine,
+    modules: Linker<GuestState<WasiP1Ctx>>,
+    components: ComponentLinker<GuestState<WasiP2>>,
+}
+
+impl EngineSet {
+    fn new(metered: bool) -> Result<Self> {
+        let engine = engine::build_engine(metered)?;
+        let mut modules = Linker::new(&engine);
+        wasmtime_wasi::p1::add_to_linker_async(&mut modules, |state: &mut GuestState<WasiP1Ctx>| &mut state.wasi)?;
+        let mut components = ComponentLinker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut components)?;
+        Ok(EngineSet { engine, modules, components })
+    }
+}
+
+/// The process's sandbox: create one and share it.
+pub struct Runtime {
+    unmetered: EngineSet,
+    metered: EngineSet,
+}
+
+impl Runtime {
+    pub fn new() -> Result<Self> {
+        let runtime = Runtime { unmetered: EngineSet::new(false)?, metered: EngineSet::new(true)? };
+        engine::start_ticker(&[&runtime.unmetered.engine, &runtime.metered.engine]);
+        Ok(runtime)
+    }
+
+    fn engines(&self, metered: bool) -> &EngineSet {
+        if metered { &self.metered } else { &self.unmetered }
+    }
+}

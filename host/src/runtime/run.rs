@@ -1,0 +1,204 @@
+//! One run of a compiled job: build its WASI context from the declaration
+//! alone (deny by default), instantiate, call, and classify how it ended.
+//!
+//! Strategy: the guest runs as a future on the caller's tokio runtime (wasm
+//! executes on a fiber and yields at every epoch tick). Two things stop it:
+//! the epoch callback traps a guest that is executing wasm once the run's
+//! `RunControl` says stop, and a `select!` drops the call outright when the
+//! deadline passes or a cancel arrives while the guest is parked in a host
+//! call (a `poll_oneoff` sleep, say) and executes no wasm at all.
+
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use wasmtime::{Store, UpdateDeadline};
+use wasmtime_wasi::p2::pipe::MemoryInputPipe;
+use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
+
+use super::Runtime;
+use super::compile::{CompiledJob, GuestKind};
+use super::control::{RunControl, StopReason};
+use super::outcome::RunOutcome;
+use super::output::{self, Echo};
+use super::state::{GuestState, MemoryLimiter, WasiP2};
+use crate::config::{DirMode, JobSpec};
+use crate::record::{Trigger, format_time};
+
+/// Who, when and why: the facts a guest sees as `WASMCRON_*` variables.
+#[derive(Debug, Clone)]
+pub struct RunContext {
+    pub run_id: i64,
+    pub attempt: u32,
+    pub scheduled_at: DateTime<Utc>,
+    pub trigger: Trigger,
+    pub payload: Vec<u8>,
+    /// Echo captured output to the host's stdout/stderr as it arrives.
+    pub echo: bool,
+}
+
+/// What a run produced.
+#[derive(Debug, Clone)]
+pub struct RunReport {
+    pub outcome: RunOutcome,
+    pub fuel_used: Option<u64>,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+    pub output_dropped: u64,
+}
+
+impl Runtime {
+    /// Runs `compiled` once as `job` describes, until it ends or `control`
+    /// stops it. Never panics on guest behaviour; every end is a `RunOutcome`.
+    pub async fn run(
+        &self,
+        compiled: &CompiledJob,
+        job: &JobSpec,
+        context: &RunContext,
+        control: &RunControl,
+    ) -> RunReport {
+        let (out_echo, err_echo) = if context.echo { (Echo::Stdout, Echo::Stderr) } else { (Echo::None, Echo::None) };
+        let (stdout, stderr) = output::pipes(job.limits.output, out_echo, err_echo);
+        let (outcome, fuel_used) = match wasi_builder(job, context, &stdout, &stderr) {
+            Ok(builder) => execute(compiled, builder, job, control).await,
+            Err(error) => (RunOutcome::Failed { exit_code: None, error }, None),
+        };
+        let (stdout, out_dropped) = stdout.take();
+        let (stderr, err_dropped) = stderr.take();
+        RunReport { outcome, fuel_used, stdout, stderr, output_dropped: out_dropped + err_dropped }
+    }
+}
+
+fn wasi_builder(
+    job: &JobSpec,
+    context: &RunContext,
+    stdout: &output::CapturedPipe,
+    stderr: &output::CapturedPipe,
+) -> Result<WasiCtxBuilder, String> {
+    let mut builder = WasiCtxBuilder::new();
+    builder.arg(&job.name).args(&job.args).envs(&job.env);
+    builder
+        .env("WASMCRON_JOB", &job.name)
+        .env("WASMCRON_RUN_ID", context.run_id.to_string())
+        .env("WASMCRON_ATTEMPT", context.attempt.to_string())
+        .env("WASMCRON_SCHEDULED_AT", format_time(context.scheduled_at))
+        .env("WASMCRON_TRIGGER", context.trigger.as_str());
+    builder.stdin(MemoryInputPipe::new(context.payload.clone()));
+    builder.stdout(stdout.clone()).stderr(stderr.clone());
+    for dir in &job.dirs {
+        let perms = match dir.mode {
+            DirMode::ReadOnly => FsPerms::ReadOnly,
+            DirMode::ReadWrite => FsPerms::ReadWrite,
+        };
+        builder
+            .preopened_dir(&dir.host, &dir.guest, perms)
+            .map_err(|e| format!("cannot open {} for the guest as {}: {e:#}", dir.host.display(), dir.guest))?;
+    }
+    Ok(builder)
+}
+
+async fn execute(
+    compiled: &CompiledJob,
+    mut builder: WasiCtxBuilder,
+    job: &JobSpec,
+    control: &RunControl,
+) -> (RunOutcome, Option<u64>) {
+    match &compiled.kind {
+        GuestKind::Command(pre) => {
+            let state = GuestState { wasi: builder.build_p1(), limiter: MemoryLimiter::new(job.limits.memory) };
+            let mut store = Store::new(pre.module().engine(), state);
+            let result = match prepare(&mut store, job, control) {
+                Ok(()) => {
+                    let call = async {
+                        let instance = pre.instantiate_async(&mut store).await?;
+                        let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
+                        start.call_async(&mut store, ()).await
+                    };
+                    guard(call, control).await
+                }
+                Err(e) => Ended::Finished(Err(e)),
+            };
+            finish(result, &store, job, control)
+        }
+        GuestKind::Component(pre) => {
+            let wasi = WasiP2 { ctx: builder.build(), table: Default::default() };
+            let state = GuestState { wasi, limiter: MemoryLimiter::new(job.limits.memory) };
+            let mut store = Store::new(pre.engine(), state);
+            let result = match prepare(&mut store, job, control) {
+                Ok(()) => {
+                    let call = async {
+                        let command = pre.instantiate_async(&mut store).await?;
+                        match command.wasi_cli_run().call_run(&mut store).await? {
+                            Ok(()) => Ok(()),
+                            Err(()) => Err(wasmtime::Error::new(wasmtime_wasi::I32Exit(1))),
+                        }
+                    };
+                    guard(call, control).await
+                }
+                Err(e) => Ended::Finished(Err(e)),
+            };
+            finish(result, &store, job, control)
+        }
+    }
+}
+
+fn prepare<W: Send + 'static>(
+    store: &mut Store<GuestState<W>>,
+    job: &JobSpec,
+    control: &RunControl,
+) -> wasmtime::Result<()> {
+    store.limiter(|state| &mut state.limiter);
+    if let Some(fuel) = job.limits.fuel {
+        store.set_fuel(fuel)?;
+    }
+    let control = control.clone();
+    store.epoch_deadline_callback(move |_| {
+        Ok(match control.check(Instant::now()) {
+            Some(_) => UpdateDeadline::Interrupt,
+            // Yield at every tick so one spinning guest cannot hog a worker.
+            None => UpdateDeadline::Yield(1),
+        })
+    });
+    store.set_epoch_deadline(1);
+    Ok(())
+}
+
+enum Ended {
+    Finished(wasmtime::Result<()>),
+    Stopped(StopReason),
+}
+
+/// Drives `call` until it finishes, the deadline passes or a cancel comes.
+async fn guard(call: impl Future<Output = wasmtime::Result<()>>, control: &RunControl) -> Ended {
+    tokio::select! {
+        result = call => Ended::Finished(result),
+        () = control.cancelled() => Ended::Stopped(control.stop(StopReason::Cancelled)),
+        () = tokio::time::sleep_until(control.deadline().into()) => Ended::Stopped(control.stop(StopReason::TimedOut)),
+    }
+}
+
+fn finish<W>(
+    ended: Ended,
+    store: &Store<GuestState<W>>,
+    job: &JobSpec,
+    control: &RunControl,
+) -> (RunOutcome, Option<u64>) {
+    let fuel_used = job.limits.fuel.map(|limit| limit.saturating_sub(store.get_fuel().unwrap_or(0)));
+    let outcome = match ended {
+        Ended::Finished(Ok(())) => RunOutcome::Succeeded,
+        Ended::Finished(Err(error)) => match RunOutcome::from_error(&error, control.stopped()) {
+            RunOutcome::Failed { exit_code: None, error } => {
+                let error = match store.data().limiter.refused {
+                    Some(asked) => format!(
+                        "{error}\n(the guest asked for {asked} bytes of linear memory; limits.memory is {} bytes)",
+                        job.limits.memory
+                    ),
+                    None => error,
+                };
+                RunOutcome::Failed { exit_code: None, error }
+            }
+            other => other,
+        },
+        Ended::Stopped(reason) => RunOutcome::from_stop(reason),
+    };
+    (outcome, fuel_used)
+}
