@@ -1,1 +1,11 @@
+//! wasmcron's integration tests: one binary, a module per theme. They drive
+//! the real `wasmcron` binary (or the library, where a test needs a handle
+//! the CLI does not expose) against real modules — `.wat` fixtures in
+//! `tests/fixtures`, and guests built from source by `support::guests`.
 
+mod abi;
+mod cli;
+mod declarations;
+mod examples;
+mod hostile;
+mod support;

@@ -179,7 +179,7 @@ impl JobSpec {
             return Err(ConfigError::field(
                 file,
                 "limits.timeout",
-                raw.limits.timeout,
+                raw.limits.timeout.unwrap_or_default(),
                 "must be longer than 0; runs always have a finite timeout",
             ));
         }

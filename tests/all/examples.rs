@@ -1,0 +1,54 @@
+//! The bundled `jobs.d` and the example plugins: everything checks, and
+//! every bundled job runs to its expected result.
+
+use crate::support::{describe, guests, repo_root, text, wasmcron};
+
+fn bundled(args: &[&str], state: &std::path::Path) -> std::process::Output {
+    guests(); // builds the plugins the declarations point at
+    wasmcron().args(args).arg("--jobs").arg(repo_root().join("jobs.d")).arg("--state").arg(state).output().unwrap()
+}
+
+#[test]
+fn bundled_jobs_pass_check() {
+    let state = tempfile::tempdir().unwrap();
+    let output = bundled(&["check"], state.path());
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    for job in ["alert", "heartbeat", "report"] {
+        assert!(text(&output.stdout).contains(&format!("ok     {job}")), "{}", describe(&output));
+    }
+}
+
+#[test]
+fn report_summarises_its_preopened_folder() {
+    let state = tempfile::tempdir().unwrap();
+    let output = bundled(&["once", "report"], state.path());
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    let stdout = text(&output.stdout);
+    assert!(stdout.contains("app.log"), "{stdout}");
+    assert!(stdout.contains("total: 3 files, 7 lines, 107 bytes"), "{stdout}");
+}
+
+#[test]
+fn alert_passes_on_its_samples_and_fails_over_the_threshold() {
+    let state = tempfile::tempdir().unwrap();
+    let output = bundled(&["once", "alert", "--json"], state.path());
+    let record: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(record["status"], "succeeded", "{record}");
+    assert!(record["stdout"].as_str().unwrap().contains("p95 latency 290.0 ms over 41 samples"));
+    assert!(record["fuel_used"].as_u64().unwrap() > 0, "alert declares fuel, so it is metered");
+
+    let payload = state.path().join("slow.txt");
+    std::fs::write(&payload, "100\n900\n950\n").unwrap();
+    let output = bundled(&["once", "alert", "--json", "--payload", payload.to_str().unwrap()], state.path());
+    assert_eq!(output.status.code(), Some(1));
+    let record: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(record["status"], "failed");
+    assert!(record["stderr"].as_str().unwrap().contains("ALERT: p95 latency 950.0 ms is above 290.0 ms"), "{record}");
+}
+
+#[test]
+fn heartbeat_wat_job_runs() {
+    let state = tempfile::tempdir().unwrap();
+    let output = bundled(&["once", "heartbeat"], state.path());
+    assert_eq!((output.status.code(), text(&output.stdout).as_str()), (Some(0), "heartbeat: all well.\n"));
+}

@@ -1,0 +1,145 @@
+//! Shared test plumbing: a temporary jobs/state folder per test, the
+//! `wasmcron` command pointed at it, and guests built from source once per
+//! test run.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use serde_json::Value;
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned()
+}
+
+pub fn fixture(name: &str) -> PathBuf {
+    repo_root().join("tests/fixtures").join(name)
+}
+
+/// Built guests; see [`guests`].
+pub struct Guests {
+    pub probe_p1: PathBuf,
+    pub probe_p2: PathBuf,
+}
+
+/// Builds the Rust guests (the test probe, for wasip1 and as a wasip2
+/// component, and the example plugins) once for the whole test binary.
+pub fn guests() -> &'static Guests {
+    static GUESTS: OnceLock<Guests> = OnceLock::new();
+    GUESTS.get_or_init(|| {
+        let root = repo_root();
+        for (manifest, target) in [
+            ("tests/guests/Cargo.toml", "wasm32-wasip1"),
+            ("tests/guests/Cargo.toml", "wasm32-wasip2"),
+            ("plugins/Cargo.toml", "wasm32-wasip1"),
+        ] {
+            cargo_build(&root.join(manifest), target);
+        }
+        let target = root.join("tests/guests/target");
+        Guests {
+            probe_p1: target.join("wasm32-wasip1/release/probe.wasm"),
+            probe_p2: target.join("wasm32-wasip2/release/probe.wasm"),
+        }
+    })
+}
+
+fn cargo_build(manifest: &Path, target: &str) {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let output = Command::new(cargo)
+        .args(["build", "--quiet", "--release", "--target", target, "--manifest-path"])
+        .arg(manifest)
+        // The declarations name paths under each workspace's own target/.
+        .env_remove("CARGO_TARGET_DIR")
+        .env_remove("CARGO_BUILD_TARGET")
+        .output()
+        .expect("running cargo");
+    assert!(
+        output.status.success(),
+        "building {} for {target} failed (is the target installed? `rustup target add {target}`):\n{}",
+        manifest.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// A temporary `jobs.d` and state folder for one test.
+pub struct Sandbox {
+    pub dir: tempfile::TempDir,
+}
+
+impl Sandbox {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("jobs")).unwrap();
+        Sandbox { dir }
+    }
+
+    pub fn jobs(&self) -> PathBuf {
+        self.dir.path().join("jobs")
+    }
+
+    pub fn state(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    pub fn path(&self, relative: &str) -> PathBuf {
+        self.dir.path().join(relative)
+    }
+
+    /// Writes `jobs/NAME.toml`.
+    pub fn declare(&self, name: &str, toml: &str) {
+        std::fs::write(self.jobs().join(format!("{name}.toml")), toml).unwrap();
+    }
+
+    /// Copies a fixture into `jobs/` as a bare module.
+    pub fn add_fixture(&self, fixture_name: &str) {
+        std::fs::copy(fixture(fixture_name), self.jobs().join(fixture_name)).unwrap();
+    }
+
+    /// `wasmcron ARGS --jobs … --state …`, with no inherited WASMCRON_* settings.
+    pub fn wasmcron(&self, args: &[&str]) -> Command {
+        let mut command = wasmcron();
+        command.args(args).arg("--jobs").arg(self.jobs()).arg("--state").arg(self.state());
+        command
+    }
+
+    /// Runs `wasmcron once JOB --json`; returns the record and the exit code.
+    pub fn once_json(&self, job: &str) -> (Value, i32) {
+        let output = self.wasmcron(&["once", job, "--json"]).output().unwrap();
+        let code = output.status.code().unwrap();
+        let record: Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+            panic!("once {job} --json printed no record ({e}); exit {code}; stderr:\n{}", text(&output.stderr))
+        });
+        (record, code)
+    }
+}
+
+pub fn wasmcron() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_wasmcron"));
+    for var in ["WASMCRON_JOBS", "WASMCRON_STATE", "WASMCRON_LISTEN", "WASMCRON_LOG"] {
+        command.env_remove(var);
+    }
+    command
+}
+
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Stdout and stderr of a finished command, for assertion messages.
+pub fn describe(output: &Output) -> String {
+    format!("exit {:?}\nstdout:\n{}\nstderr:\n{}", output.status.code(), text(&output.stdout), text(&output.stderr))
+}
+
+/// Seconds between a record's `started_at` and `ended_at`.
+pub fn run_seconds(record: &Value) -> f64 {
+    let time = |field: &str| {
+        chrono::DateTime::parse_from_rfc3339(record[field].as_str().unwrap_or_else(|| panic!("{field} in {record}")))
+            .unwrap()
+    };
+    (time("ended_at") - time("started_at")).num_milliseconds() as f64 / 1000.0
+}
+
+/// A TOML string literal for a path.
+pub fn toml_path(path: &Path) -> String {
+    format!("{:?}", path.display().to_string())
+}
