@@ -45,6 +45,7 @@ fn memory_bomb_is_held_at_the_limit_and_peak_rss_stays_bounded() {
     let sandbox = Sandbox::new();
     sandbox.add_fixture("memory_bomb.wat");
     sandbox.declare("memory_bomb", "[limits]\nmemory = \"32MiB\"");
+    #[expect(clippy::zombie_processes, reason = "reaped by libc::wait4 below, which also gives its rusage")]
     let child = sandbox.wasmcron(&["once", "memory_bomb", "--json"]).stdout(Stdio::piped()).spawn().unwrap();
     let pid = child.id() as libc::pid_t;
 

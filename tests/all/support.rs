@@ -43,7 +43,20 @@ pub fn guests() -> &'static Guests {
     })
 }
 
+/// Adds a rustup target if this toolchain lacks it, so the suite runs on a
+/// machine with only the stable toolchain.
+fn ensure_target(target: &str) {
+    let sysroot = Command::new("rustc").args(["--print", "sysroot"]).output().expect("running rustc");
+    let sysroot = String::from_utf8(sysroot.stdout).unwrap();
+    if Path::new(sysroot.trim()).join("lib/rustlib").join(target).exists() {
+        return;
+    }
+    let status = Command::new("rustup").args(["target", "add", target]).status().expect("running rustup");
+    assert!(status.success(), "`rustup target add {target}` failed");
+}
+
 fn cargo_build(manifest: &Path, target: &str) {
+    ensure_target(target);
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let output = Command::new(cargo)
         .args(["build", "--quiet", "--release", "--target", target, "--manifest-path"])

@@ -1,1 +1,108 @@
-fn main() {}
+//! `cargo xtask`: developer tasks that take more than one cargo command.
+//!
+//!   cargo xtask start   build the example plugins and the host, check the
+//!                       bundled jobs.d, and run each bundled job once
+//!   cargo xtask plugins build the example plugins only
+//!
+//! Missing wasm targets are added with rustup first, so `start` works on a
+//! fresh machine with only the stable toolchain.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+use anyhow::{Context, Result, bail};
+
+const PLUGIN_TARGET: &str = "wasm32-wasip1";
+
+fn main() -> ExitCode {
+    let task = std::env::args().nth(1).unwrap_or_else(|| "help".into());
+    let result = match task.as_str() {
+        "start" => start(),
+        "plugins" => build_plugins(),
+        "help" | "--help" | "-h" => {
+            println!("usage: cargo xtask start | plugins");
+            Ok(())
+        }
+        other => Err(anyhow::anyhow!("unknown task {other:?}; try `cargo xtask help`")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("xtask: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the repository").to_owned()
+}
+
+fn cargo() -> Command {
+    let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    command.current_dir(repo_root());
+    command
+}
+
+fn run(command: &mut Command) -> Result<()> {
+    let status = command.status().with_context(|| format!("running {command:?}"))?;
+    if !status.success() {
+        bail!("{command:?} failed ({status})");
+    }
+    Ok(())
+}
+
+/// Adds a rustup target if this toolchain does not have it yet.
+fn ensure_target(target: &str) -> Result<()> {
+    let sysroot = Command::new("rustc").args(["--print", "sysroot"]).output().context("running rustc")?;
+    let sysroot = String::from_utf8(sysroot.stdout)?.trim().to_owned();
+    if Path::new(&sysroot).join("lib/rustlib").join(target).exists() {
+        return Ok(());
+    }
+    eprintln!("xtask: adding the {target} target with rustup");
+    run(Command::new("rustup").args(["target", "add", target]))
+}
+
+fn build_plugins() -> Result<()> {
+    ensure_target(PLUGIN_TARGET)?;
+    eprintln!("xtask: building the example plugins for {PLUGIN_TARGET}");
+    run(cargo().args(["build", "--release", "--target", PLUGIN_TARGET, "--manifest-path", "plugins/Cargo.toml"]))
+}
+
+fn start() -> Result<()> {
+    build_plugins()?;
+    eprintln!("xtask: building wasmcron");
+    run(cargo().args(["build", "--package", "wasmcron"]))?;
+    let wasmcron = repo_root().join("target/debug/wasmcron");
+    let wasmcron = || {
+        let mut command = Command::new(&wasmcron);
+        command.current_dir(repo_root());
+        command
+    };
+
+    eprintln!("\n$ wasmcron check");
+    run(wasmcron().arg("check"))?;
+    // Until the daemon lands, show each bundled job running once.
+    for job in bundled_jobs()? {
+        eprintln!("\n$ wasmcron once {job}");
+        let status = wasmcron().args(["once", &job]).status()?;
+        let outcome = if status.success() { "succeeded" } else { "did not succeed" };
+        eprintln!("-> {job} {outcome} ({status})");
+    }
+    eprintln!("\nRuns are recorded in .wasmcron/wasmcron.db; run one again with `target/debug/wasmcron once JOB`.");
+    Ok(())
+}
+
+/// Names of the jobs in `jobs.d`: declaration stems, and bare modules.
+fn bundled_jobs() -> Result<Vec<String>> {
+    let mut names: Vec<String> = std::fs::read_dir(repo_root().join("jobs.d"))?
+        .filter_map(|entry| {
+            let path = entry.ok()?.path();
+            let ext = path.extension()?.to_str()?;
+            matches!(ext, "toml" | "wasm" | "wat").then(|| path.file_stem()?.to_str().map(str::to_owned))?
+        })
+        .collect();
+    names.sort();
+    names.dedup();
+    Ok(names)
+}
