@@ -122,7 +122,7 @@ fn cancel_stops_a_tight_loop_within_a_few_ticks() {
             payload: Vec::new(),
             echo: false,
         };
-        let control = RunControl::new(Instant::now() + Duration::from_secs(60));
+        let control = RunControl::new(Duration::from_secs(60));
         let (outcome, after_cancel) = tokio.block_on(async {
             let canceller = control.clone();
             let cancel_at = tokio::spawn(async move {

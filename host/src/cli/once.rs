@@ -6,7 +6,6 @@
 use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Instant;
 
 use anyhow::{Context, bail};
 use chrono::Utc;
@@ -50,13 +49,17 @@ pub fn run(globals: &Globals, args: Args) -> anyhow::Result<ExitCode> {
     let store = Store::open(&globals.state)?;
 
     let started_at = Utc::now();
-    let run_id = store.begin_run(&NewRun {
+    let run_id = store.insert_run(&NewRun {
         job: &spec.name,
+        status: RunStatus::Running,
         trigger: Trigger::Manual,
         attempt: 1,
         scheduled_for: started_at,
-        started_at,
-        module_sha256: &compiled.sha256,
+        started_at: Some(started_at),
+        ended_at: None,
+        error: None,
+        module_sha256: Some(&compiled.sha256),
+        payload: &[],
     })?;
     let context = RunContext {
         run_id,
@@ -66,11 +69,11 @@ pub fn run(globals: &Globals, args: Args) -> anyhow::Result<ExitCode> {
         payload,
         echo: !args.json,
     };
-    let control = RunControl::new(Instant::now() + spec.limits.timeout);
 
     let tokio =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
     let report = tokio.block_on(async {
+        let control = RunControl::new(spec.limits.timeout);
         let on_ctrl_c = control.clone();
         let ctrl_c = tokio::spawn(async move {
             if tokio::signal::ctrl_c().await.is_ok() {

@@ -2,12 +2,16 @@
 //! caller (who may cancel), the epoch callback (which traps a guest spinning
 //! in wasm) and the run's own future (which drops a guest parked in a host
 //! call). Whoever stops the run first records why.
+//!
+//! Time is tokio's (`tokio::time::Instant`), so a paused test clock moves
+//! deadlines too.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
-use std::time::Instant;
+use std::time::Duration;
 
 use tokio::sync::Notify;
+use tokio::time::Instant;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StopReason {
@@ -32,9 +36,11 @@ struct Shared {
 pub struct RunControl(Arc<Shared>);
 
 impl RunControl {
-    pub fn new(deadline: Instant) -> Self {
+    /// A switch whose deadline is `timeout` from now. Time is tokio's, so a
+    /// paused test clock moves deadlines too.
+    pub fn new(timeout: Duration) -> Self {
         RunControl(Arc::new(Shared {
-            deadline,
+            deadline: Instant::now() + timeout,
             cancel_requested: AtomicBool::new(false),
             stopped: AtomicU8::new(RUNNING),
             notify: Notify::new(),

@@ -8,8 +8,6 @@
 //! deadline passes or a cancel arrives while the guest is parked in a host
 //! call (a `poll_oneoff` sleep, say) and executes no wasm at all.
 
-use std::time::Instant;
-
 use chrono::{DateTime, Utc};
 use wasmtime::{Store, UpdateDeadline};
 use wasmtime_wasi::p2::pipe::MemoryInputPipe;
@@ -152,7 +150,7 @@ fn prepare<W: Send + 'static>(
     }
     let control = control.clone();
     store.epoch_deadline_callback(move |_| {
-        Ok(match control.check(Instant::now()) {
+        Ok(match control.check(tokio::time::Instant::now()) {
             Some(_) => UpdateDeadline::Interrupt,
             // Yield at every tick so one spinning guest cannot hog a worker.
             None => UpdateDeadline::Yield(1),
@@ -172,7 +170,7 @@ async fn guard(call: impl Future<Output = wasmtime::Result<()>>, control: &RunCo
     tokio::select! {
         result = call => Ended::Finished(result),
         () = control.cancelled() => Ended::Stopped(control.stop(StopReason::Cancelled)),
-        () = tokio::time::sleep_until(control.deadline().into()) => Ended::Stopped(control.stop(StopReason::TimedOut)),
+        () = tokio::time::sleep_until(control.deadline()) => Ended::Stopped(control.stop(StopReason::TimedOut)),
     }
 }
 
