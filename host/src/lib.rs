@@ -3,14 +3,17 @@
 //! Modules, one per concern, with dependencies pointing one way:
 //! `config` (TOML → `JobSpec`), `schedule` (cron text → pure `next_after`),
 //! `runtime` (engines, compile, run → `RunOutcome`), `store` (SQLite),
-//! `registry` (declarations + compiled modules), `cli`. `schedule`, `store`
+//! `registry` (declarations + compiled modules), `scheduler` (timers,
+//! dispatch, retries, catch-up), `cli`. `schedule`, `store`
 //! and `runtime` are leaves; `record` and `units` are shared vocabulary.
 
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod record;
 pub mod registry;
 pub mod runtime;
 pub mod schedule;
+pub mod scheduler;
 pub mod store;
 pub mod units;

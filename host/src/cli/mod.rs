@@ -6,8 +6,12 @@
 //! configuration error.
 
 mod check;
+mod jobs;
 mod next;
 mod once;
+mod pause;
+mod run;
+mod runs;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -33,19 +37,51 @@ pub struct Globals {
     /// Folder for the SQLite database and compile cache.
     #[arg(long, global = true, env = "WASMCRON_STATE", default_value = "./.wasmcron")]
     pub state: PathBuf,
-    /// Address of the control plane (used by the daemon).
+    /// Address of the control plane (reserved: the HTTP API is not built yet).
     #[arg(long, global = true, env = "WASMCRON_LISTEN", default_value = "127.0.0.1:7878")]
     pub listen: String,
+    /// Log format on stderr: `text` for people, `json` for machines.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// The host, in the foreground: fire jobs on schedule until SIGINT/SIGTERM.
+    Run(run::Args),
     /// Validate declarations and compile modules; exit 1 on any error.
     Check(check::Args),
     /// Run one job now in the foreground; exit 0 only if it succeeded.
     Once(once::Args),
     /// Print the next fire times of a cron expression.
     Next(next::Args),
+    /// List jobs: schedule, next fire, last outcome, pause state, load errors.
+    Jobs(jobs::Args),
+    /// List recorded runs, newest first.
+    Runs(runs::RunsArgs),
+    /// Print a run's captured stdout and stderr.
+    Logs(runs::LogsArgs),
+    /// Stop a job from firing until resumed.
+    Pause(pause::Args),
+    /// Let a paused job fire again.
+    Resume(pause::Args),
+}
+
+impl Command {
+    /// The log filter when `WASMCRON_LOG` is unset: the host reports each
+    /// run; one-shot commands keep quiet but for warnings.
+    pub fn default_log_filter(&self) -> &'static str {
+        match self {
+            Command::Run(_) => "info",
+            _ => "warn",
+        }
+    }
 }
 
 /// Runs the parsed command line.
@@ -54,6 +90,12 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Check(args) => check::run(&cli.globals, args),
         Command::Once(args) => once::run(&cli.globals, args),
         Command::Next(args) => next::run(args),
+        Command::Run(args) => run::run(&cli.globals, args),
+        Command::Jobs(args) => jobs::run(&cli.globals, args),
+        Command::Runs(args) => runs::runs(&cli.globals, args),
+        Command::Logs(args) => runs::logs(&cli.globals, args),
+        Command::Pause(args) => pause::run(&cli.globals, args, true),
+        Command::Resume(args) => pause::run(&cli.globals, args, false),
     }
 }
 

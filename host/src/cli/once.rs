@@ -14,7 +14,7 @@ use super::{CONFIG_ERROR, FAILED, Globals};
 use crate::config::{self, JobSpec};
 use crate::record::{RunStatus, Trigger};
 use crate::registry;
-use crate::runtime::{RunContext, RunControl, RunOutcome, Runtime};
+use crate::runtime::{RunContext, RunControl, Runtime};
 use crate::store::{Finished, NewRun, Store};
 
 #[derive(Debug, clap::Args)]
@@ -89,7 +89,7 @@ pub fn run(globals: &Globals, args: Args) -> anyhow::Result<ExitCode> {
     store.finish_run(
         run_id,
         &Finished {
-            status: status_of(&report.outcome),
+            status: report.outcome.status(),
             ended_at,
             exit_code: report.outcome.exit_code(),
             error: report.outcome.error(),
@@ -99,7 +99,7 @@ pub fn run(globals: &Globals, args: Args) -> anyhow::Result<ExitCode> {
             output_dropped: report.output_dropped,
         },
     )?;
-    tracing::info!(job = %spec.name, run_id, attempt = 1, outcome = report.outcome.status(),
+    tracing::info!(job = %spec.name, run_id, attempt = 1, outcome = report.outcome.status().as_str(),
         duration_ms = (ended_at - started_at).num_milliseconds(), "run ended");
 
     let record = store.run(run_id)?.context("the run just recorded is missing from the state database")?;
@@ -112,17 +112,6 @@ pub fn run(globals: &Globals, args: Args) -> anyhow::Result<ExitCode> {
         eprintln!("wasmcron: run {run_id} of {} {} after {seconds:.2}s", spec.name, report.outcome);
     }
     Ok(if report.outcome.is_success() { ExitCode::SUCCESS } else { ExitCode::from(FAILED) })
-}
-
-/// The stored status of a finished run.
-pub fn status_of(outcome: &RunOutcome) -> RunStatus {
-    match outcome {
-        RunOutcome::Succeeded => RunStatus::Succeeded,
-        RunOutcome::Failed { .. } => RunStatus::Failed,
-        RunOutcome::TimedOut => RunStatus::TimedOut,
-        RunOutcome::OutOfFuel => RunStatus::OutOfFuel,
-        RunOutcome::Cancelled => RunStatus::Cancelled,
-    }
 }
 
 /// Finds `name` in the jobs folder, or says why not in one message.

@@ -8,6 +8,7 @@ use wasmtime::Trap;
 use wasmtime_wasi::I32Exit;
 
 use super::control::StopReason;
+use crate::record::RunStatus;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RunOutcome {
@@ -23,15 +24,14 @@ pub enum RunOutcome {
 }
 
 impl RunOutcome {
-    /// The status word stored and shown: `succeeded`, `failed`, `timed_out`,
-    /// `out_of_fuel` or `cancelled`.
-    pub fn status(&self) -> &'static str {
+    /// The status the run is recorded with.
+    pub fn status(&self) -> RunStatus {
         match self {
-            RunOutcome::Succeeded => "succeeded",
-            RunOutcome::Failed { .. } => "failed",
-            RunOutcome::TimedOut => "timed_out",
-            RunOutcome::OutOfFuel => "out_of_fuel",
-            RunOutcome::Cancelled => "cancelled",
+            RunOutcome::Succeeded => RunStatus::Succeeded,
+            RunOutcome::Failed { .. } => RunStatus::Failed,
+            RunOutcome::TimedOut => RunStatus::TimedOut,
+            RunOutcome::OutOfFuel => RunStatus::OutOfFuel,
+            RunOutcome::Cancelled => RunStatus::Cancelled,
         }
     }
 
@@ -86,7 +86,7 @@ impl fmt::Display for RunOutcome {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             RunOutcome::Failed { error, .. } => write!(f, "failed: {error}"),
-            other => f.write_str(other.status()),
+            other => f.write_str(other.status().as_str()),
         }
     }
 }

@@ -1,0 +1,451 @@
+//! The scheduler: fires jobs on time, applies overlap and retry policies,
+//! and keeps every fire accounted for in the store.
+//!
+//! Strategy: one actor owns all scheduling state — the jobs, a heap of
+//! timers (fires, delayed retries, history pruning) and a FIFO of runs ready
+//! to start — and sleeps until the earliest timer, a run's completion, or
+//! shutdown. It never polls. Runs are tasks of their own: each marks its row
+//! `running`, runs the guest, writes the outcome, and reports back over a
+//! channel. Everything a fire decides is written through the store before
+//! it takes effect, so a crash loses no accepted run.
+
+mod policy;
+mod recover;
+mod task;
+
+use std::collections::{BTreeMap, BinaryHeap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::mpsc;
+
+pub use policy::{CatchUpPlan, MAX_MISSED_RECORDS, plan_catch_up, retry_allowed, retry_delay};
+
+use crate::clock::Clock;
+use crate::config::{JobSpec, Overlap};
+use crate::record::{RunStatus, Trigger};
+use crate::registry::LoadedJob;
+use crate::runtime::{CompiledJob, RunControl, RunOutcome, Runtime};
+use crate::store::{NewRun, PendingRun, Retention, StoreHandle};
+use task::Completion;
+
+/// Knobs of `wasmcron run`.
+#[derive(Debug, Clone)]
+pub struct SchedulerConfig {
+    /// Guests running at once, across all jobs.
+    pub max_running: usize,
+    /// How long shutdown waits for running guests before cancelling them.
+    pub grace: Duration,
+    pub retention: Retention,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        SchedulerConfig { max_running: 32, grace: Duration::from_secs(15), retention: Retention::default() }
+    }
+}
+
+/// How often history is pruned.
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+
+struct JobSlot {
+    spec: Arc<JobSpec>,
+    compiled: Arc<CompiledJob>,
+    next_fire: Option<DateTime<Utc>>,
+    /// Runs of this job that have started, by run id.
+    active: BTreeMap<i64, RunControl>,
+    /// Runs of this job in the ready queue, not yet started.
+    waiting: usize,
+    /// The one run held back by `overlap = "queue"`.
+    queued: Option<PendingRun>,
+}
+
+impl JobSlot {
+    fn busy(&self) -> bool {
+        !self.active.is_empty() || self.waiting > 0
+    }
+}
+
+enum TimerKind {
+    /// The job's fire due at the given nominal instant.
+    Fire {
+        job: String,
+        nominal: DateTime<Utc>,
+    },
+    /// A pending run (a delayed retry) whose time has come.
+    Start(PendingRun),
+    Prune,
+}
+
+/// A heap entry, ordered so the earliest (then the first added) pops first.
+struct Timer {
+    at: DateTime<Utc>,
+    seq: u64,
+    kind: TimerKind,
+}
+
+impl Ord for Timer {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (other.at, other.seq).cmp(&(self.at, self.seq))
+    }
+}
+
+impl PartialOrd for Timer {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl PartialEq for Timer {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at, self.seq) == (other.at, other.seq)
+    }
+}
+
+impl Eq for Timer {}
+
+pub struct Scheduler {
+    runtime: Arc<Runtime>,
+    store: StoreHandle,
+    clock: Clock,
+    config: SchedulerConfig,
+    jobs: BTreeMap<String, JobSlot>,
+    timers: BinaryHeap<Timer>,
+    timer_seq: u64,
+    ready: VecDeque<PendingRun>,
+    running: usize,
+    completions: mpsc::UnboundedReceiver<Completion>,
+    completed: mpsc::UnboundedSender<Completion>,
+    random: task::Random,
+}
+
+impl Scheduler {
+    pub fn new(
+        runtime: Arc<Runtime>,
+        store: StoreHandle,
+        clock: Clock,
+        config: SchedulerConfig,
+        jobs: Vec<LoadedJob>,
+    ) -> Self {
+        let (completed, completions) = mpsc::unbounded_channel();
+        let jobs = jobs
+            .into_iter()
+            .map(|job| {
+                let slot = JobSlot {
+                    spec: Arc::new(job.spec),
+                    compiled: job.compiled,
+                    next_fire: None,
+                    active: BTreeMap::new(),
+                    waiting: 0,
+                    queued: None,
+                };
+                (slot.spec.name.clone(), slot)
+            })
+            .collect();
+        Scheduler {
+            runtime,
+            store,
+            clock,
+            config,
+            jobs,
+            timers: BinaryHeap::new(),
+            timer_seq: 0,
+            ready: VecDeque::new(),
+            running: 0,
+            completions,
+            completed,
+            random: task::Random::seeded(),
+        }
+    }
+
+    /// Fires until `shutdown` resolves, then drains: running guests get the
+    /// grace period, then are cancelled. Pending runs stay in the store.
+    pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+        self.recover().await?;
+        self.add_timer(self.clock.now() + chrono::Duration::from_std(PRUNE_EVERY)?, TimerKind::Prune);
+        tokio::pin!(shutdown);
+        loop {
+            self.dispatch();
+            let next = self.timers.peek().map(|timer| timer.at);
+            let clock = self.clock.clone();
+            tokio::select! {
+                biased;
+                () = &mut shutdown => break,
+                Some(done) = self.completions.recv() => self.on_completion(done).await?,
+                () = async move {
+                    match next {
+                        Some(at) => clock.sleep_until(at).await,
+                        None => std::future::pending().await,
+                    }
+                } => self.on_timers().await?,
+            }
+        }
+        self.drain().await
+    }
+
+    fn add_timer(&mut self, at: DateTime<Utc>, kind: TimerKind) {
+        self.timer_seq += 1;
+        self.timers.push(Timer { at, seq: self.timer_seq, kind });
+    }
+
+    /// Schedules `job`'s next fire after `after`, with its jitter.
+    fn schedule_next(&mut self, job: &str, after: DateTime<Utc>) {
+        let Some(slot) = self.jobs.get_mut(job) else { return };
+        let Some(schedule) = slot.spec.schedule.as_ref().filter(|_| slot.spec.enabled) else { return };
+        slot.next_fire = schedule.next_after(after);
+        if let Some(nominal) = slot.next_fire {
+            let jitter = self.random.below(slot.spec.jitter);
+            let at = nominal + chrono::Duration::from_std(jitter).unwrap_or_default();
+            self.add_timer(at, TimerKind::Fire { job: job.to_owned(), nominal });
+        }
+    }
+
+    /// Handles every timer that is due.
+    async fn on_timers(&mut self) -> anyhow::Result<()> {
+        let now = self.clock.now();
+        let mut fires = Vec::new();
+        while self.timers.peek().is_some_and(|timer| timer.at <= now) {
+            let Timer { kind, .. } = self.timers.pop().expect("peeked");
+            match kind {
+                TimerKind::Fire { job, nominal } => {
+                    self.schedule_next(&job, nominal);
+                    if let Some(decision) = self.decide(&job, nominal) {
+                        fires.push(decision);
+                    }
+                }
+                TimerKind::Start(run) => self.make_ready(run),
+                TimerKind::Prune => {
+                    let retention = self.config.retention;
+                    let store = self.store.clone();
+                    tokio::spawn(async move {
+                        match store.call(move |s| s.prune(&retention, now)).await {
+                            Ok(pruned) => tracing::debug!(pruned, "history pruned"),
+                            Err(error) => tracing::warn!(%error, "pruning history failed"),
+                        }
+                    });
+                    self.add_timer(now + chrono::Duration::from_std(PRUNE_EVERY)?, TimerKind::Prune);
+                }
+            }
+        }
+        if !fires.is_empty() {
+            self.record_fires(fires).await?;
+        }
+        Ok(())
+    }
+
+    /// The overlap policy's answer to a fire of `job`.
+    fn decide(&mut self, job: &str, nominal: DateTime<Utc>) -> Option<Fire> {
+        let slot = self.jobs.get_mut(job)?;
+        let action = match (slot.busy(), slot.spec.overlap) {
+            (false, _) | (true, Overlap::Allow) => Action::Start,
+            (true, Overlap::Skip) => Action::Skip("the previous run was still going (overlap = \"skip\")"),
+            (true, Overlap::Queue) if slot.queued.is_some() => {
+                Action::Skip("a run was already queued behind the running one (overlap = \"queue\")")
+            }
+            (true, Overlap::Queue) => Action::Queue,
+            (true, Overlap::Replace) => Action::Replace,
+        };
+        Some(Fire { job: job.to_owned(), nominal, action })
+    }
+
+    /// Writes the fires' rows (one store round trip), then acts on them.
+    async fn record_fires(&mut self, fires: Vec<Fire>) -> anyhow::Result<()> {
+        let now = self.clock.now();
+        let written = self
+            .store
+            .call(move |store| {
+                store.transaction(|store| {
+                    let mut written = Vec::with_capacity(fires.len());
+                    for fire in fires {
+                        let paused = store.job_state(&fire.job)?.paused;
+                        store.set_last_fire(&fire.job, fire.nominal)?;
+                        let run = if paused { None } else { Some(fire.write(store, now)?) };
+                        written.push((fire, run));
+                    }
+                    Ok(written)
+                })
+            })
+            .await?;
+        for (fire, run) in written {
+            let Some(run) = run else { continue };
+            let Some(slot) = self.jobs.get_mut(&fire.job) else { continue };
+            match fire.action {
+                Action::Skip(reason) => tracing::info!(job = %fire.job, run_id = run.id, reason, "fire skipped"),
+                Action::Queue => slot.queued = Some(run),
+                Action::Replace => {
+                    for (run_id, control) in &slot.active {
+                        tracing::info!(job = %fire.job, run_id, "cancelling the running run (overlap = \"replace\")");
+                        control.cancel();
+                    }
+                    self.make_ready(run);
+                }
+                Action::Start => self.make_ready(run),
+            }
+        }
+        Ok(())
+    }
+
+    fn make_ready(&mut self, run: PendingRun) {
+        if let Some(slot) = self.jobs.get_mut(&run.job) {
+            slot.waiting += 1;
+            self.ready.push_back(run);
+        } else {
+            tracing::warn!(job = %run.job, run_id = run.id, "pending run of a job that is not loaded; it stays pending");
+        }
+    }
+
+    /// Starts ready runs while there is room under `max_running`.
+    fn dispatch(&mut self) {
+        while self.running < self.config.max_running {
+            let Some(run) = self.ready.pop_front() else { return };
+            let Some(slot) = self.jobs.get_mut(&run.job) else { continue };
+            slot.waiting -= 1;
+            let control = RunControl::new(slot.spec.limits.timeout);
+            slot.active.insert(run.id, control.clone());
+            self.running += 1;
+            let task = task::RunTask {
+                runtime: self.runtime.clone(),
+                store: self.store.clone(),
+                clock: self.clock.clone(),
+                spec: slot.spec.clone(),
+                compiled: slot.compiled.clone(),
+                run,
+                control,
+            };
+            tokio::spawn(task.run(self.completed.clone()));
+        }
+    }
+
+    async fn on_completion(&mut self, done: Completion) -> anyhow::Result<()> {
+        self.running -= 1;
+        let Some(slot) = self.jobs.get_mut(&done.job) else { return Ok(()) };
+        slot.active.remove(&done.run_id);
+        let retryable =
+            matches!(done.outcome, RunOutcome::Failed { .. } | RunOutcome::TimedOut | RunOutcome::OutOfFuel);
+        if retryable && done.attempt < slot.spec.retry.attempts {
+            let delay = retry_delay(&slot.spec.retry, done.attempt, self.random.unit());
+            let retry_at = done.ended_at + chrono::Duration::from_std(delay)?;
+            if retry_allowed(retry_at, slot.next_fire) {
+                let retry =
+                    NewRetry { job: done.job.clone(), attempt: done.attempt + 1, at: retry_at, payload: done.payload };
+                let pending = self.store.call(move |store| retry.write(store)).await?;
+                tracing::info!(job = %done.job, run_id = pending.id, attempt = pending.attempt, delay_ms = delay.as_millis() as u64, "retry scheduled");
+                self.add_timer(retry_at, TimerKind::Start(pending));
+            } else {
+                tracing::info!(job = %done.job, run_id = done.run_id, "no retry: the next scheduled fire comes first");
+            }
+        }
+        let slot = self.jobs.get_mut(&done.job).expect("looked up above");
+        if slot.active.is_empty()
+            && let Some(queued) = slot.queued.take()
+        {
+            self.make_ready(queued);
+        }
+        Ok(())
+    }
+
+    /// After shutdown: wait up to the grace period, then cancel what runs.
+    async fn drain(mut self) -> anyhow::Result<()> {
+        let running = self.running;
+        if running > 0 {
+            tracing::info!(running, grace_ms = self.config.grace.as_millis() as u64, "waiting for running guests");
+        }
+        let grace = tokio::time::sleep(self.config.grace);
+        tokio::pin!(grace);
+        while self.running > 0 {
+            tokio::select! {
+                Some(done) = self.completions.recv() => self.on_completion(done).await?,
+                () = &mut grace => break,
+            }
+        }
+        if self.running > 0 {
+            tracing::warn!(running = self.running, "grace period over: cancelling running guests");
+            for slot in self.jobs.values() {
+                slot.active.values().for_each(RunControl::cancel);
+            }
+            while self.running > 0 {
+                let Some(done) = self.completions.recv().await else { break };
+                self.on_completion(done).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+enum Action {
+    Start,
+    Skip(&'static str),
+    Queue,
+    Replace,
+}
+
+/// One fire and what the overlap policy made of it.
+struct Fire {
+    job: String,
+    nominal: DateTime<Utc>,
+    action: Action,
+}
+
+impl Fire {
+    fn write(&self, store: &crate::store::Store, now: DateTime<Utc>) -> crate::store::Result<PendingRun> {
+        let (status, ended_at, error) = match self.action {
+            Action::Skip(reason) => (RunStatus::Skipped, Some(now), Some(reason.to_owned())),
+            _ => (RunStatus::Pending, None, None),
+        };
+        let run = NewRun {
+            job: &self.job,
+            status,
+            trigger: Trigger::Schedule,
+            attempt: 1,
+            scheduled_for: self.nominal,
+            started_at: None,
+            ended_at,
+            error,
+            module_sha256: None,
+            payload: &[],
+        };
+        let id = store.insert_run(&run)?;
+        Ok(PendingRun {
+            id,
+            job: self.job.clone(),
+            trigger: Trigger::Schedule,
+            attempt: 1,
+            scheduled_for: self.nominal,
+            payload: Vec::new(),
+        })
+    }
+}
+
+/// A retry to record as a pending run.
+struct NewRetry {
+    job: String,
+    attempt: u32,
+    at: DateTime<Utc>,
+    payload: Vec<u8>,
+}
+
+impl NewRetry {
+    fn write(self, store: &crate::store::Store) -> crate::store::Result<PendingRun> {
+        let id = store.insert_run(&NewRun {
+            job: &self.job,
+            status: RunStatus::Pending,
+            trigger: Trigger::Retry,
+            attempt: self.attempt,
+            scheduled_for: self.at,
+            started_at: None,
+            ended_at: None,
+            error: None,
+            module_sha256: None,
+            payload: &self.payload,
+        })?;
+        Ok(PendingRun {
+            id,
+            job: self.job,
+            trigger: Trigger::Retry,
+            attempt: self.attempt,
+            scheduled_for: self.at,
+            payload: self.payload,
+        })
+    }
+}

@@ -1,0 +1,112 @@
+//! One run as a task of its own: mark it `running`, run the guest, write
+//! how it ended, log it, and tell the scheduler.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::mpsc;
+
+use crate::clock::Clock;
+use crate::config::JobSpec;
+use crate::runtime::{CompiledJob, RunContext, RunControl, RunOutcome, Runtime};
+use crate::store::{Finished, PendingRun, StoreHandle};
+
+/// What the scheduler learns when a run ends.
+#[derive(Debug)]
+pub(super) struct Completion {
+    pub job: String,
+    pub run_id: i64,
+    pub attempt: u32,
+    pub outcome: RunOutcome,
+    pub ended_at: DateTime<Utc>,
+    /// Handed on to a retry.
+    pub payload: Vec<u8>,
+}
+
+pub(super) struct RunTask {
+    pub runtime: Arc<Runtime>,
+    pub store: StoreHandle,
+    pub clock: Clock,
+    pub spec: Arc<JobSpec>,
+    pub compiled: Arc<CompiledJob>,
+    pub run: PendingRun,
+    pub control: RunControl,
+}
+
+impl RunTask {
+    pub async fn run(self, completed: mpsc::UnboundedSender<Completion>) {
+        let RunTask { runtime, store, clock, spec, compiled, run, control } = self;
+        let started_at = clock.now();
+        let sha = compiled.sha256.clone();
+        if let Err(error) = store.call(move |s| s.start_run(run.id, started_at, &sha)).await {
+            tracing::error!(job = %spec.name, run_id = run.id, %error, "could not mark the run as running");
+        }
+        let context = RunContext {
+            run_id: run.id,
+            attempt: run.attempt,
+            scheduled_at: run.scheduled_for,
+            trigger: run.trigger,
+            payload: run.payload,
+            echo: false,
+        };
+        let report = runtime.run(&compiled, &spec, &context, &control).await;
+        let ended_at = clock.now();
+        let finished = Finished {
+            status: report.outcome.status(),
+            ended_at,
+            exit_code: report.outcome.exit_code(),
+            error: report.outcome.error(),
+            fuel_used: report.fuel_used,
+            stdout: report.stdout,
+            stderr: report.stderr,
+            output_dropped: report.output_dropped,
+        };
+        if let Err(error) = store.call(move |s| s.finish_run(run.id, &finished)).await {
+            tracing::error!(job = %spec.name, run_id = run.id, %error, "could not record how the run ended");
+        }
+        let duration_ms = (ended_at - started_at).num_milliseconds();
+        let outcome = report.outcome.status().as_str();
+        if report.outcome.is_success() {
+            tracing::info!(job = %spec.name, run_id = run.id, attempt = run.attempt, outcome, duration_ms, "run ended");
+        } else {
+            let error = report.outcome.error().unwrap_or_default();
+            tracing::warn!(job = %spec.name, run_id = run.id, attempt = run.attempt, outcome, duration_ms, error, "run ended");
+        }
+        let _ = completed.send(Completion {
+            job: spec.name.clone(),
+            run_id: run.id,
+            attempt: run.attempt,
+            outcome: report.outcome,
+            ended_at,
+            payload: context.payload,
+        });
+    }
+}
+
+/// A small xorshift generator for jitter: not for secrets, and no dependency.
+pub(super) struct Random(u64);
+
+impl Random {
+    pub fn seeded() -> Self {
+        let nanos =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64);
+        Random(nanos | 1)
+    }
+
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    /// Uniform in `[0, 1)`.
+    pub fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Uniform in `[0, limit)`; zero for a zero limit.
+    pub fn below(&mut self, limit: std::time::Duration) -> std::time::Duration {
+        limit.mul_f64(self.unit())
+    }
+}
