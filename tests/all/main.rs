@@ -8,4 +8,5 @@ mod cli;
 mod declarations;
 mod examples;
 mod hostile;
+mod scheduler;
 mod support;

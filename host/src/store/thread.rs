@@ -21,8 +21,14 @@ type Request = Box<dyn FnOnce(&Store) -> Answer + Send>;
 type Answer = Box<dyn FnOnce(std::result::Result<(), String>) + Send>;
 
 #[derive(Clone)]
-pub struct StoreHandle {
-    requests: mpsc::Sender<Request>,
+pub struct StoreHandle(Route);
+
+#[derive(Clone)]
+enum Route {
+    Thread(mpsc::Sender<Request>),
+    /// Calls run on the caller's thread: for tests on a paused tokio clock,
+    /// where waiting on another thread would let virtual time leap ahead.
+    Inline(std::sync::Arc<std::sync::Mutex<Store>>),
 }
 
 impl StoreHandle {
@@ -34,11 +40,24 @@ impl StoreHandle {
             .name("wasmcron-store".into())
             .spawn(move || serve(store, queue))
             .expect("spawning the store thread");
-        (StoreHandle { requests }, thread)
+        (StoreHandle(Route::Thread(requests)), thread)
+    }
+
+    /// A handle that runs each call synchronously on the calling thread
+    /// (each call its own transaction). Meant for virtual-time tests.
+    pub fn inline(store: Store) -> StoreHandle {
+        StoreHandle(Route::Inline(std::sync::Arc::new(std::sync::Mutex::new(store))))
     }
 
     /// Runs `work` on the store thread; resolves once its writes are committed.
     pub async fn call<T: Send + 'static>(&self, work: impl FnOnce(&Store) -> Result<T> + Send + 'static) -> Result<T> {
+        let requests = match &self.0 {
+            Route::Thread(requests) => requests,
+            Route::Inline(store) => {
+                let store = store.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                return store.transaction(work);
+            }
+        };
         let (answer, answered) = tokio::sync::oneshot::channel();
         let request: Request = Box::new(move |store| {
             let result = work(store);
@@ -46,7 +65,7 @@ impl StoreHandle {
                 let _ = answer.send(committed.map_err(StoreError::Commit).and(result));
             })
         });
-        self.requests.send(request).map_err(|_| StoreError::Closed)?;
+        requests.send(request).map_err(|_| StoreError::Closed)?;
         answered.await.map_err(|_| StoreError::Closed)?
     }
 }

@@ -1,0 +1,291 @@
+//! Scheduling semantics in virtual time: the real scheduler, store and
+//! sandbox run on a paused tokio clock, so minutes of schedule take
+//! milliseconds. Guests sleep in `poll_oneoff`, which waits on tokio's
+//! clock, so "a run that takes 90 s" is exact and instant.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use wasmcron::clock::Clock;
+use wasmcron::record::{RunRecord, RunStatus, Trigger};
+use wasmcron::registry::Registry;
+use wasmcron::runtime::Runtime;
+use wasmcron::scheduler::{Scheduler, SchedulerConfig};
+use wasmcron::store::{NewRun, RunFilter, Store, StoreHandle};
+
+use crate::support::Sandbox;
+
+fn at(text: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(text).unwrap().with_timezone(&Utc)
+}
+
+/// Midnight: `@every 60s` fires at 00:01:00, 00:02:00, …
+const ORIGIN: &str = "2026-11-24T00:00:00Z";
+
+/// A WAT guest that sleeps `seconds` in poll_oneoff, then exits 0.
+fn sleeper(seconds: u64) -> String {
+    let bytes: String = (seconds * 1_000_000_000).to_le_bytes().iter().map(|b| format!("\\{b:02x}")).collect();
+    format!(
+        r#"(module
+  (import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 16) "\01\00\00\00")
+  (data (i32.const 24) "{bytes}")
+  (func (export "_start") (drop (call $poll (i32.const 0) (i32.const 64) (i32.const 1) (i32.const 128)))))"#
+    )
+}
+
+const FAIL: &str = r#"(module
+  (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+  (memory (export "memory") 1)
+  (func (export "_start") (call $exit (i32.const 3))))"#;
+
+struct World {
+    sandbox: Sandbox,
+    config: SchedulerConfig,
+}
+
+impl World {
+    fn new() -> Self {
+        World {
+            sandbox: Sandbox::new(),
+            config: SchedulerConfig { grace: Duration::from_secs(15), ..Default::default() },
+        }
+    }
+
+    fn job(&self, name: &str, wat: &str, toml: &str) -> &Self {
+        std::fs::write(self.sandbox.jobs().join(format!("{name}.wat")), wat).unwrap();
+        self.sandbox.declare(name, toml);
+        self
+    }
+
+    fn store(&self) -> Store {
+        Store::open(&self.sandbox.state()).unwrap()
+    }
+
+    /// Runs the host from `origin` for `how_long` of virtual time, then shuts it down.
+    async fn run(&self, origin: &str, how_long: Duration) {
+        let runtime = Arc::new(Runtime::new().unwrap());
+        let registry = Registry::load(&runtime, &self.sandbox.jobs()).unwrap();
+        assert!(registry.errors.is_empty(), "{:?}", registry.errors);
+        // Inline: a store thread would let the paused clock leap while it works.
+        let store = StoreHandle::inline(self.store());
+        let clock = Clock::starting_at(at(origin));
+        let scheduler = Scheduler::new(runtime, store, clock, self.config.clone(), registry.jobs);
+        scheduler.run(tokio::time::sleep(how_long)).await.unwrap();
+    }
+
+    /// All runs of `job`, oldest first.
+    fn runs(&self, job: &str) -> Vec<RunRecord> {
+        let mut runs = self.store().runs(&RunFilter { job: Some(job.into()), status: None, limit: 10_000 }).unwrap();
+        runs.reverse();
+        runs
+    }
+}
+
+/// (minute:second of scheduled_for, status) of each run, oldest first.
+fn timeline(runs: &[RunRecord]) -> Vec<(String, RunStatus)> {
+    runs.iter().map(|r| (r.scheduled_for.format("%H:%M:%S").to_string(), r.status)).collect()
+}
+
+fn line(entries: &[(&str, RunStatus)]) -> Vec<(String, RunStatus)> {
+    entries.iter().map(|(t, s)| (t.to_string(), *s)).collect()
+}
+
+use RunStatus::*;
+
+#[tokio::test(start_paused = true)]
+async fn overlap_skip_records_the_skipped_fire() {
+    let world = World::new();
+    world.job("slow", &sleeper(90), "schedule = \"@every 60s\"\noverlap = \"skip\"");
+    world.run(ORIGIN, Duration::from_secs(290)).await;
+    assert_eq!(
+        timeline(&world.runs("slow")),
+        line(&[("00:01:00", Succeeded), ("00:02:00", Skipped), ("00:03:00", Succeeded), ("00:04:00", Skipped)])
+    );
+    let skipped = &world.runs("slow")[1];
+    assert!(skipped.error.as_deref().unwrap().contains("overlap = \"skip\""));
+}
+
+#[tokio::test(start_paused = true)]
+async fn overlap_queue_holds_one_and_skips_the_rest() {
+    let world = World::new();
+    world.job("slow", &sleeper(150), "schedule = \"@every 60s\"\noverlap = \"queue\"");
+    world.run(ORIGIN, Duration::from_secs(370)).await;
+    let runs = world.runs("slow");
+    assert_eq!(
+        timeline(&runs)[..3],
+        line(&[("00:01:00", Succeeded), ("00:02:00", Succeeded), ("00:03:00", Skipped)])[..]
+    );
+    // Each queued run starts when the one before it ends (150 s later), not at its own fire.
+    assert_eq!(runs[1].started_at, Some(at("2026-11-24T00:03:30Z")));
+    assert!(runs[2].error.as_deref().unwrap().contains("already queued"));
+    assert_eq!(
+        (runs[3].scheduled_for, runs[3].started_at),
+        (at("2026-11-24T00:04:00Z"), Some(at("2026-11-24T00:06:00Z")))
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn overlap_allow_runs_side_by_side() {
+    let world = World::new();
+    world.job("slow", &sleeper(90), "schedule = \"@every 60s\"\noverlap = \"allow\"");
+    world.run(ORIGIN, Duration::from_secs(230)).await;
+    let runs = world.runs("slow");
+    assert_eq!(timeline(&runs)[..2], line(&[("00:01:00", Succeeded), ("00:02:00", Succeeded)])[..]);
+    assert!(runs[1].started_at.unwrap() < runs[0].ended_at.unwrap(), "the second started while the first ran");
+}
+
+#[tokio::test(start_paused = true)]
+async fn overlap_replace_cancels_the_running_one() {
+    let world = World::new();
+    world.job("slow", &sleeper(90), "schedule = \"@every 60s\"\noverlap = \"replace\"");
+    world.run(ORIGIN, Duration::from_secs(190)).await;
+    let runs = world.runs("slow");
+    assert_eq!(timeline(&runs)[..2], line(&[("00:01:00", Cancelled), ("00:02:00", Cancelled)])[..]);
+    assert_eq!(runs[0].ended_at, Some(at("2026-11-24T00:02:00Z")), "cancelled at the next fire");
+    assert_eq!(runs[2].scheduled_for, at("2026-11-24T00:03:00Z"));
+}
+
+/// Down from 19:30 to 00:30 with an hourly job: fires at 20:00 … 00:00
+/// were missed; the 3-hour window reaches back to 21:30.
+async fn catch_up_after_downtime(mode: &str) -> Vec<(String, RunStatus, Trigger)> {
+    let world = World::new();
+    world.job(
+        "hourly",
+        &sleeper(1),
+        &format!("schedule = \"0 * * * *\"\ncatch_up = \"{mode}\"\ncatch_up_window = \"3h\""),
+    );
+    world.store().set_last_fire("hourly", at("2026-11-23T19:30:00Z")).unwrap();
+    world.run("2026-11-24T00:30:00Z", Duration::from_secs(60)).await;
+    world.runs("hourly").iter().map(|r| (r.scheduled_for.format("%H:%M").to_string(), r.status, r.trigger)).collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn catch_up_none_records_every_fire_missed() {
+    let runs = catch_up_after_downtime("none").await;
+    let expected: Vec<_> = ["20:00", "21:00", "22:00", "23:00", "00:00"]
+        .iter()
+        .map(|t| (t.to_string(), Missed, Trigger::Schedule))
+        .collect();
+    assert_eq!(runs, expected);
+}
+
+#[tokio::test(start_paused = true)]
+async fn catch_up_once_runs_the_newest_in_the_window() {
+    let runs = catch_up_after_downtime("once").await;
+    let mut expected: Vec<_> =
+        ["20:00", "21:00", "22:00", "23:00"].iter().map(|t| (t.to_string(), Missed, Trigger::Schedule)).collect();
+    expected.push(("00:00".into(), Succeeded, Trigger::CatchUp));
+    assert_eq!(runs, expected);
+}
+
+#[tokio::test(start_paused = true)]
+async fn catch_up_all_runs_each_in_the_window_in_order() {
+    let runs = catch_up_after_downtime("all").await;
+    let mut expected: Vec<_> = ["20:00", "21:00"].iter().map(|t| (t.to_string(), Missed, Trigger::Schedule)).collect();
+    expected.extend(["22:00", "23:00", "00:00"].iter().map(|t| (t.to_string(), Succeeded, Trigger::CatchUp)));
+    assert_eq!(runs, expected);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_first_start_catches_nothing_up() {
+    let world = World::new();
+    world.job("hourly", &sleeper(1), "schedule = \"0 * * * *\"\ncatch_up = \"all\"");
+    world.run("2026-11-24T00:30:00Z", Duration::from_secs(60)).await;
+    assert!(world.runs("hourly").is_empty());
+    assert_eq!(world.store().job_state("hourly").unwrap().last_fire, Some(at("2026-11-24T00:30:00Z")));
+}
+
+#[tokio::test(start_paused = true)]
+async fn retries_back_off_and_count_attempts() {
+    let world = World::new();
+    world.job(
+        "flaky",
+        FAIL,
+        "schedule = \"0 * * * *\"\n[retry]\nattempts = 3\nbackoff = \"10s\"\nmax_backoff = \"1m\"",
+    );
+    world.run("2026-11-24T00:59:00Z", Duration::from_secs(300)).await;
+    let runs = world.runs("flaky");
+    let summary: Vec<_> = runs.iter().map(|r| (r.attempt, r.trigger, r.status)).collect();
+    assert_eq!(summary, [(1, Trigger::Schedule, Failed), (2, Trigger::Retry, Failed), (3, Trigger::Retry, Failed)]);
+    // Equal jitter: the n-th delay is within [b·2^(n-1)/2, b·2^(n-1)].
+    for (run, (low, high)) in runs[1..].iter().zip([(5, 10), (10, 20)]) {
+        let previous_end = runs[run.attempt as usize - 2].ended_at.unwrap();
+        let waited = (run.scheduled_for - previous_end).num_milliseconds();
+        assert!((low * 1000..=high * 1000).contains(&waited), "attempt {}: waited {waited} ms", run.attempt);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn no_retry_starts_after_the_next_fire_has_come() {
+    let world = World::new();
+    // Every minute; the second retry would wait at least 50 s, past the next fire.
+    world.job(
+        "flaky",
+        FAIL,
+        "schedule = \"@every 60s\"\n[retry]\nattempts = 5\nbackoff = \"50s\"\nmax_backoff = \"10m\"",
+    );
+    world.run(ORIGIN, Duration::from_secs(100)).await;
+    let attempts: Vec<u32> = world.runs("flaky").iter().map(|r| r.attempt).collect();
+    assert_eq!(attempts, [1, 2], "the third attempt would start after 00:02:00");
+}
+
+#[tokio::test(start_paused = true)]
+async fn abandoned_runs_are_retried_and_pending_ones_resumed() {
+    let world = World::new();
+    world.job("work", &sleeper(1), "[retry]\nattempts = 2");
+    let store = world.store();
+    let insert = |status, attempt| {
+        store
+            .insert_run(&NewRun {
+                job: "work",
+                status,
+                trigger: Trigger::Manual,
+                attempt,
+                scheduled_for: at("2026-11-23T23:00:00Z"),
+                started_at: None,
+                ended_at: None,
+                error: None,
+                module_sha256: None,
+                payload: b"",
+            })
+            .unwrap()
+    };
+    let crashed = insert(Running, 1);
+    let crashed_last_try = insert(Running, 2);
+    let queued = insert(Pending, 1);
+    world.run(ORIGIN, Duration::from_secs(30)).await;
+    let runs = world.runs("work");
+    let by_id = |id| runs.iter().find(|r| r.id == id).unwrap();
+    assert_eq!(by_id(crashed).status, Abandoned);
+    assert_eq!(by_id(crashed_last_try).status, Abandoned);
+    assert_eq!(by_id(queued).status, Succeeded, "a pending run survives the restart and runs");
+    let retries: Vec<_> = runs.iter().filter(|r| r.trigger == Trigger::Retry).collect();
+    assert_eq!(retries.len(), 1, "only the run with attempts left is retried");
+    assert_eq!((retries[0].attempt, retries[0].status), (2, Succeeded));
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_waits_the_grace_period_then_cancels_and_keeps_pending_runs() {
+    let mut world = World::new();
+    world.config.max_running = 1;
+    world.job("long", &sleeper(3600), "schedule = \"@every 60s\"\noverlap = \"allow\"");
+    // Shut down at 00:02:30: the 00:01 run is going, the 00:02 run waits for a slot.
+    world.run(ORIGIN, Duration::from_secs(150)).await;
+    let runs = world.runs("long");
+    assert_eq!(timeline(&runs), line(&[("00:01:00", Cancelled), ("00:02:00", Pending)]));
+    assert_eq!(runs[0].ended_at, Some(at("2026-11-24T00:02:45Z")), "cancelled when the 15 s grace ran out");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_paused_job_does_not_fire() {
+    let world = World::new();
+    world.job("quiet", &sleeper(1), "schedule = \"@every 60s\"");
+    world.job("loud", &sleeper(1), "schedule = \"@every 60s\"");
+    world.store().set_paused("quiet", true).unwrap();
+    world.run(ORIGIN, Duration::from_secs(130)).await;
+    assert!(world.runs("quiet").is_empty());
+    assert_eq!(world.runs("loud").len(), 2);
+}
