@@ -5,6 +5,7 @@
 
 mod abi;
 mod cli;
+mod daemon;
 mod declarations;
 mod examples;
 mod hostile;

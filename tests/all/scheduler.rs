@@ -289,3 +289,16 @@ async fn a_paused_job_does_not_fire() {
     assert!(world.runs("quiet").is_empty());
     assert_eq!(world.runs("loud").len(), 2);
 }
+
+#[tokio::test(start_paused = true)]
+async fn jitter_delays_each_fire_within_its_bound() {
+    let world = World::new();
+    world.job("spread", &sleeper(0), "schedule = \"@every 60s\"\njitter = \"30s\"");
+    world.run(ORIGIN, Duration::from_secs(20 * 60 + 45)).await;
+    let runs = world.runs("spread");
+    assert_eq!(runs.len(), 20);
+    let delays: Vec<i64> = runs.iter().map(|r| (r.started_at.unwrap() - r.scheduled_for).num_milliseconds()).collect();
+    assert!(delays.iter().all(|d| (0..30_000).contains(d)), "{delays:?}");
+    assert!(delays.iter().any(|d| *d > 1_000), "jitter was applied: {delays:?}");
+    assert!(runs.iter().all(|r| r.scheduled_for.timestamp() % 60 == 0), "the record keeps the nominal fire time");
+}

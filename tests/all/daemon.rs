@@ -1,0 +1,214 @@
+//! `wasmcron run` end to end: the real binary on `@every 1s` schedules,
+//! stopped with SIGTERM (grace, then cancel) or killed with SIGKILL and
+//! restarted, with the state database checked after each.
+
+use std::collections::BTreeMap;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use wasmcron::record::{RunRecord, RunStatus, Trigger};
+use wasmcron::store::{RunFilter, Store};
+
+use crate::support::{Sandbox, describe, text};
+
+/// A WAT guest that sleeps `seconds` (real time here), then exits 0.
+fn sleeper(seconds: u64) -> String {
+    let bytes: String = (seconds * 1_000_000_000).to_le_bytes().iter().map(|b| format!("\\{b:02x}")).collect();
+    format!(
+        r#"(module
+  (import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 16) "\01\00\00\00")
+  (data (i32.const 24) "{bytes}")
+  (func (export "_start") (drop (call $poll (i32.const 0) (i32.const 64) (i32.const 1) (i32.const 128)))))"#
+    )
+}
+
+struct Host {
+    child: Child,
+    log: std::path::PathBuf,
+}
+
+impl Host {
+    fn start(sandbox: &Sandbox, extra: &[&str]) -> Host {
+        let log = sandbox.path(&format!("host-{}.log", Instant::now().elapsed().as_nanos()));
+        let file = std::fs::File::create(&log).unwrap();
+        let mut args = vec!["run"];
+        args.extend_from_slice(extra);
+        let child = sandbox.wasmcron(&args).stdout(Stdio::null()).stderr(file).spawn().unwrap();
+        Host { child, log }
+    }
+
+    fn signal(&self, signal: libc::c_int) {
+        // SAFETY: sending a signal to our own child process.
+        assert_eq!(unsafe { libc::kill(self.child.id() as libc::pid_t, signal) }, 0);
+    }
+
+    /// Waits for the host to exit; returns its exit code and log.
+    fn wait(mut self, within: Duration) -> (Option<i32>, String) {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return (status.code(), std::fs::read_to_string(&self.log).unwrap());
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!(
+                    "the host did not exit within {within:?}; log:\n{}",
+                    std::fs::read_to_string(&self.log).unwrap()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn all_runs(sandbox: &Sandbox) -> Vec<RunRecord> {
+    if !sandbox.state().join("wasmcron.db").exists() {
+        return Vec::new();
+    }
+    let mut runs =
+        Store::open(&sandbox.state()).unwrap().runs(&RunFilter { limit: 100_000, ..Default::default() }).unwrap();
+    runs.reverse();
+    runs
+}
+
+fn wait_for(what: &str, within: Duration, mut ready: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !ready() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn count(runs: &[RunRecord], job: &str, status: RunStatus) -> usize {
+    runs.iter().filter(|r| r.job == job && r.status == status).count()
+}
+
+#[test]
+fn host_fires_on_schedule_and_the_cli_reads_along() {
+    let sandbox = Sandbox::new();
+    sandbox.add_fixture("hello.wat");
+    sandbox.declare("hello", "schedule = \"@every 1s\"");
+    let host = Host::start(&sandbox, &["--log-format", "json"]);
+    wait_for("three runs", Duration::from_secs(20), || count(&all_runs(&sandbox), "hello", RunStatus::Succeeded) >= 3);
+
+    // The CLI reads the database while the host writes it.
+    let output = sandbox.wasmcron(&["runs", "--job", "hello", "--json"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    let listed: Vec<serde_json::Value> = serde_json::from_slice(&output.stdout).unwrap();
+    assert!(listed.len() >= 3);
+    assert!(listed.iter().all(|r| r["trigger"] == "schedule"));
+    let id = listed.iter().find(|r| r["status"] == "succeeded").unwrap()["id"].to_string();
+    let output = sandbox.wasmcron(&["logs", &id]).output().unwrap();
+    assert_eq!(text(&output.stdout), "hello from wasm\n");
+    let output = sandbox.wasmcron(&["jobs"]).output().unwrap();
+    let jobs = text(&output.stdout);
+    assert!(jobs.contains("hello") && jobs.contains("@every 1s") && jobs.contains("succeeded"), "{jobs}");
+    let output = sandbox.wasmcron(&["runs", "--status", "succeeded", "--limit", "2"]).output().unwrap();
+    assert_eq!(text(&output.stdout).lines().count(), 3, "a header and two runs:\n{}", describe(&output));
+
+    // Fires land on whole seconds (the schedule), one run each.
+    let runs = all_runs(&sandbox);
+    for run in &runs {
+        assert_eq!(run.scheduled_for.timestamp_subsec_millis(), 0);
+        let late = run.started_at.unwrap() - run.scheduled_for;
+        assert!(late < chrono::Duration::seconds(1), "run {} started {late} late", run.id);
+    }
+
+    host.signal(libc::SIGTERM);
+    let (code, log) = host.wait(Duration::from_secs(20));
+    assert_eq!(code, Some(0), "{log}");
+    let ended: Vec<serde_json::Value> = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|l| l["message"] == "run ended")
+        .collect();
+    assert!(!ended.is_empty(), "{log}");
+    for field in ["job", "run_id", "attempt", "outcome", "duration_ms"] {
+        assert!(ended[0].get(field).is_some(), "{field} missing from {}", ended[0]);
+    }
+    assert!(log.contains("SIGTERM: shutting down"));
+}
+
+#[test]
+fn sigterm_lets_short_runs_finish_and_cancels_long_ones_after_the_grace() {
+    let sandbox = Sandbox::new();
+    for (name, seconds) in [("short", 2), ("long", 3600)] {
+        std::fs::write(sandbox.jobs().join(format!("{name}.wat")), sleeper(seconds)).unwrap();
+        sandbox.declare(name, "schedule = \"@every 1s\"");
+    }
+    let host = Host::start(&sandbox, &["--grace", "4s"]);
+    wait_for("both jobs running", Duration::from_secs(20), || {
+        let runs = all_runs(&sandbox);
+        count(&runs, "short", RunStatus::Running) == 1 && count(&runs, "long", RunStatus::Running) == 1
+    });
+    let stopped_at = Instant::now();
+    host.signal(libc::SIGTERM);
+    let (code, log) = host.wait(Duration::from_secs(20));
+    let took = stopped_at.elapsed();
+    assert_eq!(code, Some(0), "{log}");
+    assert!(took >= Duration::from_secs(3), "the host waited {took:?}, less than the grace");
+    let runs = all_runs(&sandbox);
+    assert_eq!(count(&runs, "short", RunStatus::Succeeded), 1, "the short run finished within the grace");
+    assert_eq!(count(&runs, "long", RunStatus::Cancelled), 1, "the long run was cancelled after it");
+    assert!(runs.iter().all(|r| r.status != RunStatus::Running), "nothing is left running");
+}
+
+#[test]
+fn sigkill_mid_run_loses_no_fire_and_runs_none_twice() {
+    let sandbox = Sandbox::new();
+    std::fs::write(sandbox.jobs().join("work.wat"), sleeper(2)).unwrap();
+    sandbox
+        .declare("work", "schedule = \"@every 1s\"\noverlap = \"queue\"\n[retry]\nattempts = 2\nbackoff = \"250ms\"");
+
+    let host = Host::start(&sandbox, &[]);
+    wait_for("a run in flight and one pending", Duration::from_secs(20), || {
+        let runs = all_runs(&sandbox);
+        count(&runs, "work", RunStatus::Running) == 1 && count(&runs, "work", RunStatus::Pending) == 1
+    });
+    host.signal(libc::SIGKILL);
+    let (code, _) = host.wait(Duration::from_secs(10));
+    assert_eq!(code, None, "killed by a signal");
+    let before = all_runs(&sandbox);
+    let interrupted = before.iter().find(|r| r.status == RunStatus::Running).unwrap().id;
+    let queued = before.iter().find(|r| r.status == RunStatus::Pending).unwrap().id;
+
+    let host = Host::start(&sandbox, &[]);
+    wait_for("the abandoned run's retry and the queued run to finish", Duration::from_secs(30), || {
+        let runs = all_runs(&sandbox);
+        let done = |id| runs.iter().any(|r| r.id == id && r.status == RunStatus::Succeeded);
+        done(queued) && runs.iter().any(|r| r.trigger == Trigger::Retry && r.status == RunStatus::Succeeded)
+    });
+    host.signal(libc::SIGTERM);
+    let (code, log) = host.wait(Duration::from_secs(20));
+    assert_eq!(code, Some(0), "{log}");
+
+    let runs = all_runs(&sandbox);
+    let status = |id| runs.iter().find(|r| r.id == id).unwrap().status;
+    assert_eq!(status(interrupted), RunStatus::Abandoned);
+    assert_eq!(status(queued), RunStatus::Succeeded, "the queued run survived the kill");
+    assert!(runs.iter().all(|r| r.status != RunStatus::Running));
+
+    // Every whole second from the first fire to the last has exactly one
+    // record of its fire (run, queued, skipped or missed): none lost, none twice.
+    let mut fires: BTreeMap<i64, Vec<RunStatus>> = BTreeMap::new();
+    for run in runs.iter().filter(|r| matches!(r.trigger, Trigger::Schedule | Trigger::CatchUp)) {
+        fires.entry(run.scheduled_for.timestamp()).or_default().push(run.status);
+    }
+    let (first, last) = (*fires.keys().next().unwrap(), *fires.keys().last().unwrap());
+    for second in first..=last {
+        let records = fires.get(&second).map(Vec::as_slice).unwrap_or_default();
+        assert_eq!(records.len(), 1, "fire at {second} has records {records:?}; all: {fires:?}");
+    }
+    let succeeded_retries =
+        runs.iter().filter(|r| r.trigger == Trigger::Retry && r.status == RunStatus::Succeeded).count();
+    assert_eq!(succeeded_retries, 1, "the abandoned run was retried once");
+}
