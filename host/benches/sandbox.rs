@@ -118,7 +118,7 @@ fn main() {
     let unmetered_time = best(&plain, &plain_job);
     let metered_time = best(&metered, &metered_job);
     println!(
-        "| CPU-bound kernel (busy.wat, 2e8 rounds), best of 3 | unmetered {}, metered {}: fuel costs {:.2}x |",
+        "| CPU-bound kernel (busy.wat, 1e8 calls), best of 3 | unmetered {}, metered {}: fuel costs {:.2}x |",
         ms(unmetered_time),
         ms(metered_time),
         metered_time.as_secs_f64() / unmetered_time.as_secs_f64()

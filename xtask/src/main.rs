@@ -1,7 +1,7 @@
 //! `cargo xtask`: developer tasks that take more than one cargo command.
 //!
 //!   cargo xtask start   build the example plugins and the host, check the
-//!                       bundled jobs.d, and run each bundled job once
+//!                       bundled jobs.d, and start the host on it
 //!   cargo xtask plugins build the example plugins only
 //!
 //! Missing wasm targets are added with rustup first, so `start` works on a
@@ -79,30 +79,17 @@ fn start() -> Result<()> {
         command.current_dir(repo_root());
         command
     };
-
     eprintln!("\n$ wasmcron check");
     run(wasmcron().arg("check"))?;
-    // Until the daemon lands, show each bundled job running once.
-    for job in bundled_jobs()? {
-        eprintln!("\n$ wasmcron once {job}");
-        let status = wasmcron().args(["once", &job]).status()?;
-        let outcome = if status.success() { "succeeded" } else { "did not succeed" };
-        eprintln!("-> {job} {outcome} ({status})");
+    eprintln!("\n$ wasmcron run");
+    eprintln!("xtask: the host runs in the foreground; Ctrl-C stops it. In another terminal:");
+    eprintln!(
+        "xtask:   target/debug/wasmcron runs      target/debug/wasmcron jobs      target/debug/wasmcron logs ID\n"
+    );
+    // Ctrl-C reaches the host (same process group); its own exit code is ours.
+    let status = wasmcron().arg("run").status().context("starting wasmcron run")?;
+    if !status.success() {
+        bail!("wasmcron run exited with {status}");
     }
-    eprintln!("\nRuns are recorded in .wasmcron/wasmcron.db; run one again with `target/debug/wasmcron once JOB`.");
     Ok(())
-}
-
-/// Names of the jobs in `jobs.d`: declaration stems, and bare modules.
-fn bundled_jobs() -> Result<Vec<String>> {
-    let mut names: Vec<String> = std::fs::read_dir(repo_root().join("jobs.d"))?
-        .filter_map(|entry| {
-            let path = entry.ok()?.path();
-            let ext = path.extension()?.to_str()?;
-            matches!(ext, "toml" | "wasm" | "wat").then(|| path.file_stem()?.to_str().map(str::to_owned))?
-        })
-        .collect();
-    names.sort();
-    names.dedup();
-    Ok(names)
 }

@@ -1,0 +1,149 @@
+//! End-to-end daemon benchmarks through the real scheduler, store thread
+//! and sandbox (no HTTP, no CLI):
+//!
+//! - throughput: N runs of a trivial job queued as pending rows, then run
+//!   and recorded durably, at a given concurrency cap;
+//! - fire lateness: 1,000 jobs on `@every 1s` for 10 s; lateness is each
+//!   run's recorded `started_at` minus its `scheduled_for`.
+//!
+//! Run: `cargo bench -p wasmcron --bench daemon`. Prints a Markdown table.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use wasmcron::clock::Clock;
+use wasmcron::record::{RunStatus, Trigger};
+use wasmcron::registry::Registry;
+use wasmcron::runtime::Runtime;
+use wasmcron::scheduler::{Scheduler, SchedulerConfig};
+use wasmcron::store::{NewRun, RunFilter, Store, StoreHandle};
+
+const HELLO: &str = r#"(module
+  (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 0) "\10\00\00\00\03\00\00\00")
+  (data (i32.const 16) "ok\0a")
+  (func (export "_start") (drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))"#;
+
+fn open_count(state: &Path) -> i64 {
+    let conn = rusqlite::Connection::open(state.join("wasmcron.db")).unwrap();
+    conn.query_row("SELECT count(*) FROM runs WHERE status IN ('pending', 'running')", [], |r| r.get(0)).unwrap()
+}
+
+/// Runs the host on `jobs` until `done` says stop; returns the wall time.
+fn host(
+    runtime: &Arc<Runtime>,
+    jobs: &Path,
+    state: &Path,
+    max_running: usize,
+    done: impl Fn() -> bool + Send + 'static,
+) -> Duration {
+    let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let registry = Registry::load(runtime, jobs).unwrap();
+    let (store, thread) = StoreHandle::spawn(Store::open(state).unwrap());
+    let config = SchedulerConfig { max_running, ..Default::default() };
+    let scheduler = Scheduler::new(runtime.clone(), store, Clock::System, config, registry.jobs);
+    let started = Instant::now();
+    tokio
+        .block_on(scheduler.run(async move {
+            while !done() {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }))
+        .unwrap();
+    let took = started.elapsed();
+    drop(tokio);
+    thread.join().unwrap();
+    took
+}
+
+fn throughput(runtime: &Arc<Runtime>, runs: usize, max_running: usize) -> f64 {
+    let dir = tempfile::tempdir().unwrap();
+    let (jobs, state) = (dir.path().join("jobs"), dir.path().join("state"));
+    std::fs::create_dir(&jobs).unwrap();
+    std::fs::write(jobs.join("hello.wat"), HELLO).unwrap();
+    let store = Store::open(&state).unwrap();
+    let now = Utc::now();
+    store
+        .transaction(|s| {
+            for _ in 0..runs {
+                s.insert_run(&NewRun {
+                    job: "hello",
+                    status: RunStatus::Pending,
+                    trigger: Trigger::Manual,
+                    attempt: 1,
+                    scheduled_for: now,
+                    started_at: None,
+                    ended_at: None,
+                    error: None,
+                    module_sha256: None,
+                    payload: b"",
+                })?;
+            }
+            Ok(())
+        })
+        .unwrap();
+    drop(store);
+    let watched = state.clone();
+    let took = host(runtime, &jobs, &state, max_running, move || open_count(&watched) == 0);
+    let store = Store::open(&state).unwrap();
+    let succeeded =
+        store.runs(&RunFilter { status: Some(RunStatus::Succeeded), limit: u32::MAX, ..Default::default() });
+    assert_eq!(succeeded.unwrap().len(), runs);
+    runs as f64 / took.as_secs_f64()
+}
+
+fn lateness(runtime: &Arc<Runtime>, jobs_count: usize, seconds: u64) -> (usize, Vec<Duration>) {
+    let dir = tempfile::tempdir().unwrap();
+    let (jobs, state) = (dir.path().join("jobs"), dir.path().join("state"));
+    std::fs::create_dir(&jobs).unwrap();
+    std::fs::write(dir.path().join("hello.wat"), HELLO).unwrap();
+    for i in 0..jobs_count {
+        std::fs::write(
+            jobs.join(format!("job{i:04}.toml")),
+            "module = \"../hello.wat\"\nschedule = \"@every 1s\"\noverlap = \"allow\"",
+        )
+        .unwrap();
+    }
+    let until = Instant::now() + Duration::from_secs(seconds);
+    host(runtime, &jobs, &state, 64, move || Instant::now() >= until);
+    let runs = Store::open(&state).unwrap().runs(&RunFilter { limit: u32::MAX, ..Default::default() }).unwrap();
+    let mut late: Vec<Duration> = runs
+        .iter()
+        .filter(|r| r.trigger == Trigger::Schedule)
+        .filter_map(|r| (r.started_at? - r.scheduled_for).to_std().ok())
+        .collect();
+    late.sort();
+    (runs.len(), late)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
+}
+
+fn main() {
+    let runtime = Arc::new(Runtime::new().unwrap());
+    println!("| figure | measured |\n|---|---|");
+    for max_running in [1, 32] {
+        let rate = throughput(&runtime, 20_000, max_running);
+        println!(
+            "| end-to-end throughput, 20,000 trivial runs queued, run and recorded, max_running {max_running} | {rate:.0} runs/s |"
+        );
+    }
+    for jobs in [10, 1000] {
+        let (recorded, late) = lateness(&runtime, jobs, 10);
+        println!(
+            "| fire lateness, {jobs} jobs on @every 1s for 10 s ({} runs of {recorded} records) | p50 {}, p99 {}, max {} |",
+            late.len(),
+            ms(percentile(&late, 0.5)),
+            ms(percentile(&late, 0.99)),
+            ms(*late.last().unwrap())
+        );
+    }
+}
