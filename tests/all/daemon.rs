@@ -9,20 +9,7 @@ use std::time::{Duration, Instant};
 use wasmcron::record::{RunRecord, RunStatus, Trigger};
 use wasmcron::store::{RunFilter, Store};
 
-use crate::support::{Sandbox, describe, text};
-
-/// A WAT guest that sleeps `seconds` (real time here), then exits 0.
-fn sleeper(seconds: u64) -> String {
-    let bytes: String = (seconds * 1_000_000_000).to_le_bytes().iter().map(|b| format!("\\{b:02x}")).collect();
-    format!(
-        r#"(module
-  (import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))
-  (memory (export "memory") 1)
-  (data (i32.const 16) "\01\00\00\00")
-  (data (i32.const 24) "{bytes}")
-  (func (export "_start") (drop (call $poll (i32.const 0) (i32.const 64) (i32.const 1) (i32.const 128)))))"#
-    )
-}
+use crate::support::{Sandbox, describe, sleeper, text};
 
 struct Host {
     child: Child,

@@ -14,7 +14,7 @@ use wasmcron::runtime::Runtime;
 use wasmcron::scheduler::{Scheduler, SchedulerConfig};
 use wasmcron::store::{NewRun, RunFilter, Store, StoreHandle};
 
-use crate::support::Sandbox;
+use crate::support::{Sandbox, sleeper};
 
 fn at(text: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(text).unwrap().with_timezone(&Utc)
@@ -22,19 +22,6 @@ fn at(text: &str) -> DateTime<Utc> {
 
 /// Midnight: `@every 60s` fires at 00:01:00, 00:02:00, …
 const ORIGIN: &str = "2026-11-24T00:00:00Z";
-
-/// A WAT guest that sleeps `seconds` in poll_oneoff, then exits 0.
-fn sleeper(seconds: u64) -> String {
-    let bytes: String = (seconds * 1_000_000_000).to_le_bytes().iter().map(|b| format!("\\{b:02x}")).collect();
-    format!(
-        r#"(module
-  (import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))
-  (memory (export "memory") 1)
-  (data (i32.const 16) "\01\00\00\00")
-  (data (i32.const 24) "{bytes}")
-  (func (export "_start") (drop (call $poll (i32.const 0) (i32.const 64) (i32.const 1) (i32.const 128)))))"#
-    )
-}
 
 const FAIL: &str = r#"(module
   (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))

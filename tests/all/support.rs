@@ -156,3 +156,17 @@ pub fn run_seconds(record: &Value) -> f64 {
 pub fn toml_path(path: &Path) -> String {
     format!("{:?}", path.display().to_string())
 }
+
+/// WAT for a guest that sleeps `seconds` in `poll_oneoff` (on tokio's clock,
+/// so virtual under a paused runtime), then exits 0.
+pub fn sleeper(seconds: u64) -> String {
+    let bytes: String = (seconds * 1_000_000_000).to_le_bytes().iter().map(|b| format!("\\{b:02x}")).collect();
+    format!(
+        r#"(module
+  (import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 16) "\01\00\00\00")
+  (data (i32.const 24) "{bytes}")
+  (func (export "_start") (drop (call $poll (i32.const 0) (i32.const 64) (i32.const 1) (i32.const 128)))))"#
+    )
+}

@@ -15,7 +15,8 @@ use crate::config::{self, JobSpec};
 use crate::record::{RunStatus, Trigger};
 use crate::registry;
 use crate::runtime::{RunContext, RunControl, Runtime};
-use crate::store::{Finished, NewRun, Store};
+use crate::scheduler;
+use crate::store::{NewRun, Store};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -86,20 +87,9 @@ pub fn run(globals: &Globals, args: Args) -> anyhow::Result<ExitCode> {
     });
 
     let ended_at = Utc::now();
-    store.finish_run(
-        run_id,
-        &Finished {
-            status: report.outcome.status(),
-            ended_at,
-            exit_code: report.outcome.exit_code(),
-            error: report.outcome.error(),
-            fuel_used: report.fuel_used,
-            stdout: report.stdout,
-            stderr: report.stderr,
-            output_dropped: report.output_dropped,
-        },
-    )?;
-    tracing::info!(job = %spec.name, run_id, attempt = 1, outcome = report.outcome.status().as_str(),
+    let (outcome, finished) = scheduler::finished(report, ended_at);
+    store.finish_run(run_id, &finished)?;
+    tracing::info!(job = %spec.name, run_id, attempt = 1, outcome = outcome.status().as_str(),
         duration_ms = (ended_at - started_at).num_milliseconds(), "run ended");
 
     let record = store.run(run_id)?.context("the run just recorded is missing from the state database")?;
@@ -107,11 +97,11 @@ pub fn run(globals: &Globals, args: Args) -> anyhow::Result<ExitCode> {
         let mut stdout = std::io::stdout().lock();
         serde_json::to_writer_pretty(&mut stdout, &record)?;
         writeln!(stdout)?;
-    } else if !report.outcome.is_success() {
+    } else if !outcome.is_success() {
         let seconds = (ended_at - started_at).num_milliseconds() as f64 / 1000.0;
-        eprintln!("wasmcron: run {run_id} of {} {} after {seconds:.2}s", spec.name, report.outcome);
+        eprintln!("wasmcron: run {run_id} of {} {outcome} after {seconds:.2}s", spec.name);
     }
-    Ok(if report.outcome.is_success() { ExitCode::SUCCESS } else { ExitCode::from(FAILED) })
+    Ok(if outcome.is_success() { ExitCode::SUCCESS } else { ExitCode::from(FAILED) })
 }
 
 /// Finds `name` in the jobs folder, or says why not in one message.

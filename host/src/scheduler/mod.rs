@@ -29,6 +29,7 @@ use crate::registry::LoadedJob;
 use crate::runtime::{CompiledJob, RunControl, RunOutcome, Runtime};
 use crate::store::{NewRun, PendingRun, Retention, StoreHandle};
 use task::Completion;
+pub use task::finished;
 
 /// Knobs of `wasmcron run`.
 #[derive(Debug, Clone)]

@@ -8,7 +8,7 @@ use tokio::sync::mpsc;
 
 use crate::clock::Clock;
 use crate::config::JobSpec;
-use crate::runtime::{CompiledJob, RunContext, RunControl, RunOutcome, Runtime};
+use crate::runtime::{CompiledJob, RunContext, RunControl, RunOutcome, RunReport, Runtime};
 use crate::store::{Finished, PendingRun, StoreHandle};
 
 /// What the scheduler learns when a run ends.
@@ -51,36 +51,42 @@ impl RunTask {
         };
         let report = runtime.run(&compiled, &spec, &context, &control).await;
         let ended_at = clock.now();
-        let finished = Finished {
-            status: report.outcome.status(),
-            ended_at,
-            exit_code: report.outcome.exit_code(),
-            error: report.outcome.error(),
-            fuel_used: report.fuel_used,
-            stdout: report.stdout,
-            stderr: report.stderr,
-            output_dropped: report.output_dropped,
-        };
+        let (outcome, finished) = finished(report, ended_at);
         if let Err(error) = store.call(move |s| s.finish_run(run.id, &finished)).await {
             tracing::error!(job = %spec.name, run_id = run.id, %error, "could not record how the run ended");
         }
         let duration_ms = (ended_at - started_at).num_milliseconds();
-        let outcome = report.outcome.status().as_str();
-        if report.outcome.is_success() {
-            tracing::info!(job = %spec.name, run_id = run.id, attempt = run.attempt, outcome, duration_ms, "run ended");
+        let status = outcome.status().as_str();
+        if outcome.is_success() {
+            tracing::info!(job = %spec.name, run_id = run.id, attempt = run.attempt, outcome = status, duration_ms, "run ended");
         } else {
-            let error = report.outcome.error().unwrap_or_default();
-            tracing::warn!(job = %spec.name, run_id = run.id, attempt = run.attempt, outcome, duration_ms, error, "run ended");
+            let error = outcome.error().unwrap_or_default();
+            tracing::warn!(job = %spec.name, run_id = run.id, attempt = run.attempt, outcome = status, duration_ms, error, "run ended");
         }
         let _ = completed.send(Completion {
             job: spec.name.clone(),
             run_id: run.id,
             attempt: run.attempt,
-            outcome: report.outcome,
+            outcome,
             ended_at,
             payload: context.payload,
         });
     }
+}
+
+/// Splits a report into its outcome and the row that records it.
+pub fn finished(report: RunReport, ended_at: DateTime<Utc>) -> (RunOutcome, Finished) {
+    let finished = Finished {
+        status: report.outcome.status(),
+        ended_at,
+        exit_code: report.outcome.exit_code(),
+        error: report.outcome.error(),
+        fuel_used: report.fuel_used,
+        stdout: report.stdout,
+        stderr: report.stderr,
+        output_dropped: report.output_dropped,
+    };
+    (report.outcome, finished)
 }
 
 /// A small xorshift generator for jitter: not for secrets, and no dependency.
