@@ -41,7 +41,7 @@ fn host(
     done: impl Fn() -> bool + Send + 'static,
 ) -> Duration {
     let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
-    let registry = Registry::load(runtime, jobs).unwrap();
+    let registry = Registry::load(runtime, jobs, None).unwrap();
     let (store, thread) = StoreHandle::spawn(Store::open(state).unwrap());
     let config = SchedulerConfig { max_running, ..Default::default() };
     let scheduler = Scheduler::new(runtime.clone(), store, Clock::System, config, registry.jobs);

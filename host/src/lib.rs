@@ -3,8 +3,9 @@
 //! Modules, one per concern, with dependencies pointing one way:
 //! `config` (TOML → `JobSpec`), `schedule` (cron text → pure `next_after`),
 //! `runtime` (engines, compile, run → `RunOutcome`), `store` (SQLite),
-//! `registry` (declarations + compiled modules), `scheduler` (timers,
-//! dispatch, retries, catch-up), `cli`. `schedule`, `store`
+//! `registry` (declarations + compiled modules), `watcher` (file events →
+//! debounced batches), `scheduler` (timers, dispatch, retries, catch-up,
+//! reload), `cli`. `schedule`, `store`
 //! and `runtime` are leaves; `record` and `units` are shared vocabulary.
 
 pub mod cli;
@@ -17,3 +18,4 @@ pub mod schedule;
 pub mod scheduler;
 pub mod store;
 pub mod units;
+pub mod watcher;

@@ -1,40 +1,58 @@
 //! Jobs ready to run: each valid declaration with its module read into
-//! memory and compiled. Errors name the declaring file and the module path.
+//! memory and compiled, and the planning of a reload when files change.
 //!
 //! Module bytes are read whole before compiling, so a file rewritten on disk
-//! never disturbs a loaded job. (Hot swapping of the set is the watcher's
-//! business; this module only builds one.)
+//! never disturbs a loaded job. A reload compares each job with what is in
+//! service: an untouched declaration and module are left alone, a module
+//! whose bytes hash the same is not recompiled, and anything that fails to
+//! load is reported while the version in service stays.
 
-use std::path::Path;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use sha2::{Digest, Sha256};
+
 use crate::config::{self, ConfigError, JobSpec};
-use crate::runtime::{CompiledJob, Runtime};
+use crate::runtime::{CompileCache, CompiledJob, Provenance, Runtime, hex};
 
 /// A declaration and its compiled module.
+#[derive(Clone)]
 pub struct LoadedJob {
     pub spec: JobSpec,
     pub compiled: Arc<CompiledJob>,
+    /// Everything the declaration says, as text: equal means unchanged.
+    pub fingerprint: String,
 }
 
-/// Everything a jobs folder gave: runnable jobs, and every error.
+/// Everything a jobs folder gave: runnable jobs, every error, and how many
+/// modules had to be compiled rather than taken from the cache.
 #[derive(Default)]
 pub struct Registry {
     pub jobs: Vec<LoadedJob>,
     pub errors: Vec<ConfigError>,
+    pub compiled: usize,
+    pub cached: usize,
+    /// Folders holding the modules that declarations name (see [`folder_of`]).
+    pub module_folders: BTreeSet<PathBuf>,
 }
 
 impl Registry {
     /// Loads and compiles every job in `dir`; broken ones are listed in
     /// `errors` and never stop the others.
-    pub fn load(runtime: &Runtime, dir: &Path) -> anyhow::Result<Registry> {
-        let loaded = config::load_dir(dir).map_err(|e| {
-            anyhow::anyhow!("cannot read the jobs folder {}: {e}; create it or pass --jobs DIR", dir.display())
-        })?;
-        let mut registry = Registry { jobs: Vec::new(), errors: loaded.errors };
+    pub fn load(runtime: &Runtime, dir: &Path, cache: Option<&CompileCache>) -> anyhow::Result<Registry> {
+        let loaded = load_dir(dir)?;
+        let module_folders = loaded.jobs.iter().filter_map(|spec| folder_of(&spec.module)).collect();
+        let mut registry = Registry { errors: loaded.errors, module_folders, ..Registry::default() };
         for spec in loaded.jobs {
-            match compile(runtime, &spec) {
-                Ok(compiled) => registry.jobs.push(LoadedJob { spec, compiled: Arc::new(compiled) }),
+            match read_module(&spec).and_then(|bytes| compile(runtime, &spec, &bytes, cache)) {
+                Ok((job, provenance)) => {
+                    match provenance {
+                        Provenance::Compiled => registry.compiled += 1,
+                        Provenance::Cached => registry.cached += 1,
+                    }
+                    registry.jobs.push(job);
+                }
                 Err(e) => registry.errors.push(e),
             }
         }
@@ -43,23 +61,129 @@ impl Registry {
     }
 }
 
-/// Reads and compiles the module of `spec`.
-pub fn compile(runtime: &Runtime, spec: &JobSpec) -> Result<CompiledJob, ConfigError> {
-    let declared = spec.source != spec.module;
-    let module_error = |message: String| {
-        if declared {
-            ConfigError::field(&spec.source, "module", spec.module.display().to_string(), message)
-        } else {
-            ConfigError::file(&spec.source, message)
+fn load_dir(dir: &Path) -> anyhow::Result<config::Loaded> {
+    config::load_dir(dir).map_err(|e| {
+        anyhow::anyhow!("cannot read the jobs folder {}: {e}; create it or pass --jobs DIR", dir.display())
+    })
+}
+
+/// One difference between the files and what is in service.
+pub enum Change {
+    /// A new job, or a new version of one (declaration, module or both).
+    Loaded(Box<LoadedJob>),
+    /// The job's declaration (or bare module) is gone.
+    Removed(String),
+    /// The job's newest files do not load; any version in service stays.
+    Failed { job: String, error: ConfigError },
+}
+
+/// What a reload found: the differences, and the module folders to watch.
+pub struct Reload {
+    pub changes: Vec<Change>,
+    pub module_folders: BTreeSet<PathBuf>,
+}
+
+/// Compares `dir` with the jobs in service (`current`, by name), given the
+/// files that changed (`changed`, as [`normalize`] gives them), and returns
+/// what differs. Blocking: compiles.
+pub fn plan_reload(
+    runtime: &Runtime,
+    dir: &Path,
+    cache: Option<&CompileCache>,
+    current: &BTreeMap<String, LoadedJob>,
+    changed: &BTreeSet<PathBuf>,
+) -> anyhow::Result<Reload> {
+    let loaded = load_dir(dir)?;
+    let module_folders = loaded.jobs.iter().filter_map(|spec| folder_of(&spec.module)).collect();
+    let mut changes = Vec::new();
+    let mut present = BTreeSet::new();
+    for error in loaded.errors {
+        let job = error.file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        present.insert(job.clone());
+        changes.push(Change::Failed { job, error });
+    }
+    for spec in loaded.jobs {
+        present.insert(spec.name.clone());
+        let fingerprint = format!("{spec:?}");
+        let previous = current.get(&spec.name);
+        let module_touched = changed.contains(&normalize(&spec.module));
+        if previous.is_some_and(|p| p.fingerprint == fingerprint) && !module_touched {
+            continue;
         }
-    };
-    let bytes = std::fs::read(&spec.module).map_err(|e| {
+        let name = spec.name.clone();
+        let bytes = match read_module(&spec) {
+            Ok(bytes) => bytes,
+            Err(error) => {
+                changes.push(Change::Failed { job: name, error });
+                continue;
+            }
+        };
+        let reusable = previous.filter(|p| {
+            p.compiled.sha256 == hex(&Sha256::digest(&bytes)) && p.compiled.metered == spec.limits.fuel.is_some()
+        });
+        match reusable {
+            Some(p) if p.fingerprint == fingerprint => {} // touched, not changed
+            Some(p) => {
+                changes.push(Change::Loaded(Box::new(LoadedJob { spec, compiled: p.compiled.clone(), fingerprint })))
+            }
+            None => match compile(runtime, &spec, &bytes, cache) {
+                Ok((job, _)) => changes.push(Change::Loaded(Box::new(job))),
+                Err(error) => changes.push(Change::Failed { job: name, error }),
+            },
+        }
+    }
+    changes.extend(current.keys().filter(|name| !present.contains(*name)).map(|name| Change::Removed(name.clone())));
+    Ok(Reload { changes, module_folders })
+}
+
+/// The folder to watch for a file: its own, or while that does not exist,
+/// the nearest existing ancestor (so its creation is seen). Canonical.
+pub fn folder_of(file: &Path) -> Option<PathBuf> {
+    file.ancestors().skip(1).find_map(|folder| {
+        let folder = if folder.as_os_str().is_empty() { Path::new(".") } else { folder };
+        folder.canonicalize().ok()
+    })
+}
+
+/// The form in which paths are compared with file events: the canonical
+/// folder joined with the file name (the file itself may be gone).
+pub fn normalize(path: &Path) -> PathBuf {
+    match (path.parent().and_then(|p| p.canonicalize().ok()), path.file_name()) {
+        (Some(folder), Some(name)) => folder.join(name),
+        _ => path.to_owned(),
+    }
+}
+
+/// Reads the module of `spec`, with an error naming the declaration.
+pub fn read_module(spec: &JobSpec) -> Result<Vec<u8>, ConfigError> {
+    std::fs::read(&spec.module).map_err(|e| {
         let hint = if e.kind() == std::io::ErrorKind::NotFound {
             "; build the job first, or fix `module` (it is relative to the declaration)"
         } else {
             ""
         };
-        module_error(format!("cannot be read: {e}{hint}"))
-    })?;
-    runtime.compile(&bytes, spec.limits.fuel.is_some()).map_err(|e| module_error(e.to_string()))
+        module_error(spec, format!("cannot be read: {e}{hint}"))
+    })
+}
+
+/// Compiles `bytes` as the module of `spec`.
+pub fn compile(
+    runtime: &Runtime,
+    spec: &JobSpec,
+    bytes: &[u8],
+    cache: Option<&CompileCache>,
+) -> Result<(LoadedJob, Provenance), ConfigError> {
+    let (compiled, provenance) = runtime
+        .compile_cached(bytes, spec.limits.fuel.is_some(), cache)
+        .map_err(|e| module_error(spec, e.to_string()))?;
+    let job = LoadedJob { fingerprint: format!("{spec:?}"), spec: spec.clone(), compiled: Arc::new(compiled) };
+    Ok((job, provenance))
+}
+
+fn module_error(spec: &JobSpec, message: String) -> ConfigError {
+    if spec.source != spec.module {
+        ConfigError::field(&spec.source, "module", spec.module.display().to_string(), message)
+    } else {
+        ConfigError::file(&spec.source, message)
+    }
 }

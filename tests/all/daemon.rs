@@ -11,13 +11,13 @@ use wasmcron::store::{RunFilter, Store};
 
 use crate::support::{Sandbox, describe, sleeper, text};
 
-struct Host {
+pub struct Host {
     child: Child,
     log: std::path::PathBuf,
 }
 
 impl Host {
-    fn start(sandbox: &Sandbox, extra: &[&str]) -> Host {
+    pub fn start(sandbox: &Sandbox, extra: &[&str]) -> Host {
         let log = sandbox.path(&format!("host-{}.log", Instant::now().elapsed().as_nanos()));
         let file = std::fs::File::create(&log).unwrap();
         let mut args = vec!["run"];
@@ -29,6 +29,14 @@ impl Host {
     fn signal(&self, signal: libc::c_int) {
         // SAFETY: sending a signal to our own child process.
         assert_eq!(unsafe { libc::kill(self.child.id() as libc::pid_t, signal) }, 0);
+    }
+
+    /// SIGTERM, then waits for a clean exit; returns the log.
+    pub fn stop(self) -> String {
+        self.signal(libc::SIGTERM);
+        let (code, log) = self.wait(Duration::from_secs(20));
+        assert_eq!(code, Some(0), "the host did not exit cleanly:\n{log}");
+        log
     }
 
     /// Waits for the host to exit; returns its exit code and log.

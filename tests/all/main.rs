@@ -9,5 +9,6 @@ mod daemon;
 mod declarations;
 mod examples;
 mod hostile;
+mod reload;
 mod scheduler;
 mod support;

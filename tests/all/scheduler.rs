@@ -54,7 +54,7 @@ impl World {
     /// Runs the host from `origin` for `how_long` of virtual time, then shuts it down.
     async fn run(&self, origin: &str, how_long: Duration) {
         let runtime = Arc::new(Runtime::new().unwrap());
-        let registry = Registry::load(&runtime, &self.sandbox.jobs()).unwrap();
+        let registry = Registry::load(&runtime, &self.sandbox.jobs(), None).unwrap();
         assert!(registry.errors.is_empty(), "{:?}", registry.errors);
         // Inline: a store thread would let the paused clock leap while it works.
         let store = StoreHandle::inline(self.store());

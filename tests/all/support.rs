@@ -170,3 +170,35 @@ pub fn sleeper(seconds: u64) -> String {
   (func (export "_start") (drop (call $poll (i32.const 0) (i32.const 64) (i32.const 1) (i32.const 128)))))"#
     )
 }
+
+/// WAT for a guest that prints "TAG start", sleeps `millis`, and prints
+/// "TAG end": a module whose version shows in its output.
+pub fn versioned(tag: &str, millis: u64) -> String {
+    let le =
+        |n: u64, width: usize| -> String { n.to_le_bytes()[..width].iter().map(|b| format!("\\{b:02x}")).collect() };
+    let (start, end) = (format!("{tag} start\n"), format!("{tag} end\n"));
+    let escape = |text: &str| -> String { text.bytes().map(|b| format!("\\{b:02x}")).collect() };
+    format!(
+        r#"(module
+  (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 0) "{}{}")
+  (data (i32.const 8) "{}{}")
+  (data (i32.const 64) "{}")
+  (data (i32.const 128) "{}")
+  (data (i32.const 272) "\01\00\00\00")
+  (data (i32.const 280) "{}")
+  (func (export "_start")
+    (drop (call $write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 200)))
+    (drop (call $poll (i32.const 256) (i32.const 320) (i32.const 1) (i32.const 384)))
+    (drop (call $write (i32.const 1) (i32.const 8) (i32.const 1) (i32.const 200)))))"#,
+        le(64, 4),
+        le(start.len() as u64, 4),
+        le(128, 4),
+        le(end.len() as u64, 4),
+        escape(&start),
+        escape(&end),
+        le(millis * 1_000_000, 8),
+    )
+}

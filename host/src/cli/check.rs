@@ -12,7 +12,8 @@ pub struct Args {}
 
 pub fn run(globals: &Globals, _args: Args) -> anyhow::Result<ExitCode> {
     let runtime = Runtime::new()?;
-    let registry = Registry::load(&runtime, &globals.jobs)?;
+    // No cache: a check compiles every module, as a first load would.
+    let registry = Registry::load(&runtime, &globals.jobs, None)?;
     for job in &registry.jobs {
         let schedule = match &job.spec.schedule {
             Some(schedule) => schedule.to_string(),

@@ -29,7 +29,12 @@ struct JobRow {
     enabled: bool,
     paused: bool,
     last_run: Option<LastRun>,
+    /// Why this job's files do not load (as this command finds them now).
     error: Option<String>,
+    /// The module version a host has in service, and the error of its last
+    /// reload attempt if that failed (the older version then stays).
+    in_service: Option<String>,
+    host_load_error: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -41,9 +46,10 @@ struct LastRun {
 
 pub fn run(globals: &Globals, args: Args) -> anyhow::Result<ExitCode> {
     let runtime = Runtime::new()?;
-    let registry = Registry::load(&runtime, &globals.jobs)?;
-    let store =
-        globals.state.join(crate::store::DATABASE_FILE).exists().then(|| Store::open(&globals.state)).transpose()?;
+    let has_state = globals.state.join(crate::store::DATABASE_FILE).exists();
+    let cache = if has_state { super::compile_cache(globals) } else { None };
+    let registry = Registry::load(&runtime, &globals.jobs, cache.as_ref())?;
+    let store = has_state.then(|| Store::open(&globals.state)).transpose()?;
     let states = store.as_ref().map(Store::job_states).transpose()?.unwrap_or_default();
     let outcomes = store.as_ref().map(Store::last_outcomes).transpose()?.unwrap_or_default();
     let now = Utc::now();
@@ -68,12 +74,17 @@ pub fn run(globals: &Globals, args: Args) -> anyhow::Result<ExitCode> {
                     ended_at: r.ended_at.map(format_time),
                 }),
                 error: None,
+                in_service: states.get(&spec.name).and_then(|s| s.module_sha256.clone()),
+                host_load_error: states.get(&spec.name).and_then(|s| s.load_error.clone()),
             }
         })
         .collect();
     for error in &registry.errors {
         let name = error.file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        let state = states.get(&name);
         rows.push(JobRow {
+            in_service: state.and_then(|s| s.module_sha256.clone()),
+            host_load_error: state.and_then(|s| s.load_error.clone()),
             name,
             schedule: None,
             timezone: String::new(),
@@ -96,6 +107,9 @@ pub fn run(globals: &Globals, args: Args) -> anyhow::Result<ExitCode> {
     for row in &rows {
         if let Some(error) = &row.error {
             writeln!(out, "{:<20} LOAD ERROR: {error}", row.name)?;
+            if let Some(sha) = &row.in_service {
+                writeln!(out, "{:<20}   (the host keeps the version it has in service, module {})", "", &sha[..12])?;
+            }
             continue;
         }
         let schedule = match &row.schedule {

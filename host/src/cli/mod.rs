@@ -99,6 +99,15 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// The compile cache in the state folder. Best effort: without it, modules
+/// are compiled every time.
+pub fn compile_cache(globals: &Globals) -> Option<crate::runtime::CompileCache> {
+    let dir = globals.state.join("cache");
+    crate::runtime::CompileCache::open(&dir)
+        .inspect_err(|error| tracing::warn!(dir = %dir.display(), %error, "compile cache unavailable"))
+        .ok()
+}
+
 /// Exit code for "the job or the check failed".
 pub const FAILED: u8 = 1;
 /// Exit code for usage and configuration errors.

@@ -40,8 +40,11 @@ pub fn run(globals: &Globals, args: Args) -> anyhow::Result<ExitCode> {
     };
     let payload = read_payload(args.payload.as_deref())?;
     let runtime = Runtime::new()?;
-    let compiled = match registry::compile(&runtime, &spec) {
-        Ok(compiled) => compiled,
+    let cache = super::compile_cache(globals);
+    let loaded =
+        registry::read_module(&spec).and_then(|bytes| registry::compile(&runtime, &spec, &bytes, cache.as_ref()));
+    let compiled = match loaded {
+        Ok((job, _)) => job.compiled,
         Err(error) => {
             eprintln!("error: {error}");
             return Ok(ExitCode::from(CONFIG_ERROR));

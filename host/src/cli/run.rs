@@ -1,19 +1,21 @@
 //! `wasmcron run`: the host, in the foreground. Loads and compiles jobs.d,
 //! recovers from the last stop, fires jobs until SIGINT or SIGTERM, then
 //! lets running guests finish within the grace period, cancels the rest,
-//! flushes the store and exits 0.
+//! flushes the store and exits 0. Jobs reload as their files change.
 
+use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use chrono::Utc;
 
 use super::Globals;
 use crate::clock::Clock;
 use crate::registry::Registry;
 use crate::runtime::Runtime;
-use crate::scheduler::{Scheduler, SchedulerConfig};
+use crate::scheduler::{ReloadConfig, Scheduler, SchedulerConfig};
 use crate::store::{Retention, Store, StoreHandle};
 use crate::units;
 
@@ -34,6 +36,9 @@ pub struct Args {
     /// Age after which runs that did not succeed are pruned.
     #[arg(long, default_value = "90d", value_parser = duration)]
     pub keep_failed_for: Duration,
+    /// How long file changes must settle before jobs are reloaded.
+    #[arg(long, default_value = "75ms", value_parser = duration)]
+    pub debounce: Duration,
 }
 
 fn duration(text: &str) -> Result<Duration, String> {
@@ -44,35 +49,51 @@ pub fn run(globals: &Globals, args: Args) -> anyhow::Result<ExitCode> {
     let tokio =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
     let store = Store::open(&globals.state)?;
-    let (store, store_thread) = StoreHandle::spawn(store);
-    tokio.block_on(async {
-        let runtime = Arc::new(Runtime::new()?);
-        let registry = {
-            let (runtime, dir) = (runtime.clone(), globals.jobs.clone());
-            tokio::task::spawn_blocking(move || Registry::load(&runtime, &dir)).await??
-        };
-        for error in &registry.errors {
-            tracing::error!("{error}");
+    let cache = super::compile_cache(globals).map(Arc::new);
+    let runtime = Arc::new(Runtime::new()?);
+    let registry = Registry::load(&runtime, &globals.jobs, cache.as_deref())?;
+    let mut reported = BTreeMap::new();
+    for error in &registry.errors {
+        tracing::error!("{error}");
+        let job = error.file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        reported.insert(job, error.to_string());
+    }
+    let now = Utc::now();
+    store.transaction(|store| {
+        for job in &registry.jobs {
+            store.set_loaded(&job.spec.name, &job.compiled.sha256, now)?;
         }
-        tracing::info!(
-            jobs = registry.jobs.len(),
-            errors = registry.errors.len(),
-            dir = %globals.jobs.display(),
-            state = %globals.state.display(),
-            "wasmcron host started"
-        );
-        let config = SchedulerConfig {
-            max_running: args.max_running as usize,
-            grace: args.grace,
-            retention: Retention {
-                max_count: args.keep_runs,
-                max_age: args.keep_for,
-                failed_max_age: args.keep_failed_for,
-            },
-        };
-        let scheduler = Scheduler::new(runtime, store, Clock::System, config, registry.jobs);
-        scheduler.run(shutdown_signal()).await
+        reported.iter().try_for_each(|(job, error)| store.set_load_error(job, error))
     })?;
+    tracing::info!(
+        jobs = registry.jobs.len(),
+        errors = registry.errors.len(),
+        compiled = registry.compiled,
+        cached = registry.cached,
+        dir = %globals.jobs.display(),
+        state = %globals.state.display(),
+        "wasmcron host started"
+    );
+
+    let (store, store_thread) = StoreHandle::spawn(store);
+    let config = SchedulerConfig {
+        max_running: args.max_running as usize,
+        grace: args.grace,
+        retention: Retention {
+            max_count: args.keep_runs,
+            max_age: args.keep_for,
+            failed_max_age: args.keep_failed_for,
+        },
+    };
+    let reload = ReloadConfig {
+        jobs_dir: globals.jobs.clone(),
+        cache,
+        debounce: args.debounce,
+        module_folders: registry.module_folders,
+        reported,
+    };
+    let scheduler = Scheduler::new(runtime, store, Clock::System, config, registry.jobs).with_reload(reload);
+    tokio.block_on(scheduler.run(shutdown_signal()))?;
     drop(tokio); // ends any task still holding a store handle
     store_thread.join().map_err(|_| anyhow::anyhow!("the store thread panicked"))?;
     tracing::info!("wasmcron host stopped");

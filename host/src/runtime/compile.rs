@@ -9,6 +9,7 @@ use wasmtime::{InstancePre, Module};
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::bindings::CommandPre;
 
+use super::cache::{CompileCache, Provenance};
 use super::state::{GuestState, WasiP2};
 use super::{EngineSet, Runtime};
 
@@ -62,6 +63,16 @@ impl Runtime {
     /// Compiles `bytes` (binary or WAT) for a job that is metered or not.
     /// CPU-heavy: call it off the async workers.
     pub fn compile(&self, bytes: &[u8], metered: bool) -> Result<CompiledJob, CompileError> {
+        self.compile_cached(bytes, metered, None).map(|(job, _)| job)
+    }
+
+    /// As [`compile`](Self::compile), reusing and filling `cache` if given.
+    pub fn compile_cached(
+        &self,
+        bytes: &[u8],
+        metered: bool,
+        cache: Option<&CompileCache>,
+    ) -> Result<(CompiledJob, Provenance), CompileError> {
         let sha256 = hex(&Sha256::digest(bytes));
         let binary = if bytes.starts_with(b"\0asm") {
             std::borrow::Cow::Borrowed(bytes)
@@ -71,18 +82,48 @@ impl Runtime {
             std::borrow::Cow::Owned(wat::parse_str(text).map_err(|e| CompileError::NotWasm(e.to_string()))?)
         };
         let engines: &EngineSet = self.engines(metered);
-        let kind = if wasmparser::Parser::is_component(&binary) {
-            let component = Component::new(&engines.engine, &binary).map_err(CompileError::Invalid)?;
+        let (kind, provenance) = if wasmparser::Parser::is_component(&binary) {
+            let entry = cache.map(|c| (c, c.entry(&sha256, &engines.key, "component")));
+            // SAFETY: cache entries are written only by this host into its
+            // private state folder, and wasmtime checks their compatibility.
+            let cached =
+                entry.as_ref().and_then(|(_, path)| unsafe { Component::deserialize_file(&engines.engine, path) }.ok());
+            let (component, provenance) = match cached {
+                Some(component) => (component, Provenance::Cached),
+                None => {
+                    let component = Component::new(&engines.engine, &binary).map_err(CompileError::Invalid)?;
+                    if let (Some((cache, path)), Ok(code)) = (&entry, component.serialize()) {
+                        cache.store(path, &code);
+                    }
+                    (component, Provenance::Compiled)
+                }
+            };
             let pre = engines.components.instantiate_pre(&component).map_err(CompileError::Unlinkable)?;
-            GuestKind::Component(CommandPre::new(pre).map_err(CompileError::NotCommand)?)
+            (GuestKind::Component(CommandPre::new(pre).map_err(CompileError::NotCommand)?), provenance)
         } else {
-            let module = Module::new(&engines.engine, &binary).map_err(CompileError::Invalid)?;
+            let entry = cache.map(|c| (c, c.entry(&sha256, &engines.key, "module")));
+            // SAFETY: as above.
+            let cached =
+                entry.as_ref().and_then(|(_, path)| unsafe { Module::deserialize_file(&engines.engine, path) }.ok());
+            let (module, provenance) = match cached {
+                Some(module) => (module, Provenance::Cached),
+                None => {
+                    let module = Module::new(&engines.engine, &binary).map_err(CompileError::Invalid)?;
+                    if let (Some((cache, path)), Ok(code)) = (&entry, module.serialize()) {
+                        cache.store(path, &code);
+                    }
+                    (module, Provenance::Compiled)
+                }
+            };
             if module.get_export("_start").is_none() {
                 return Err(CompileError::NoStart);
             }
-            GuestKind::Command(engines.modules.instantiate_pre(&module).map_err(CompileError::Unlinkable)?)
+            (
+                GuestKind::Command(engines.modules.instantiate_pre(&module).map_err(CompileError::Unlinkable)?),
+                provenance,
+            )
         };
-        Ok(CompiledJob { kind, sha256, metered })
+        Ok((CompiledJob { kind, sha256, metered }, provenance))
     }
 }
 

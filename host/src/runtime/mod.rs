@@ -12,6 +12,7 @@
 //! This module is a leaf: it knows declarations (`config`) and the record
 //! vocabulary (`record`), nothing of storage or scheduling.
 
+mod cache;
 mod compile;
 mod control;
 mod engine;
@@ -26,6 +27,7 @@ use wasmtime::Linker;
 use wasmtime::component::Linker as ComponentLinker;
 use wasmtime_wasi::p1::WasiP1Ctx;
 
+pub use cache::{CompileCache, Provenance};
 pub use compile::{CompileError, CompiledJob, hex};
 pub use control::{RunControl, StopReason};
 pub use engine::EPOCH_TICK;
@@ -37,6 +39,8 @@ use state::{GuestState, WasiP2};
 /// An engine with its linkers for modules (WASI p1) and components (WASI p2).
 pub(crate) struct EngineSet {
     engine: Engine,
+    /// Names this engine's code in the compile cache.
+    key: String,
     modules: Linker<GuestState<WasiP1Ctx>>,
     components: ComponentLinker<GuestState<WasiP2>>,
 }
@@ -48,7 +52,7 @@ impl EngineSet {
         wasmtime_wasi::p1::add_to_linker_async(&mut modules, |state: &mut GuestState<WasiP1Ctx>| &mut state.wasi)?;
         let mut components = ComponentLinker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut components)?;
-        Ok(EngineSet { engine, modules, components })
+        Ok(EngineSet { key: cache::engine_key(&engine), engine, modules, components })
     }
 }
 

@@ -11,6 +11,7 @@
 
 mod policy;
 mod recover;
+mod reload;
 mod task;
 
 use std::collections::{BTreeMap, BinaryHeap, VecDeque};
@@ -21,6 +22,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::mpsc;
 
 pub use policy::{CatchUpPlan, MAX_MISSED_RECORDS, plan_catch_up, retry_allowed, retry_delay};
+pub use reload::ReloadConfig;
 
 use crate::clock::Clock;
 use crate::config::{JobSpec, Overlap};
@@ -53,6 +55,11 @@ const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 struct JobSlot {
     spec: Arc<JobSpec>,
     compiled: Arc<CompiledJob>,
+    /// The declaration as text, to tell a changed one on reload.
+    fingerprint: String,
+    /// Fire timers carry the generation they were set for; a reload that
+    /// changes the schedule starts a new one, and older timers are void.
+    generation: u64,
     next_fire: Option<DateTime<Utc>>,
     /// Runs of this job that have started, by run id.
     active: BTreeMap<i64, RunControl>,
@@ -63,6 +70,19 @@ struct JobSlot {
 }
 
 impl JobSlot {
+    fn new(job: LoadedJob, generation: u64) -> Self {
+        JobSlot {
+            spec: Arc::new(job.spec),
+            compiled: job.compiled,
+            fingerprint: job.fingerprint,
+            generation,
+            next_fire: None,
+            active: BTreeMap::new(),
+            waiting: 0,
+            queued: None,
+        }
+    }
+
     fn busy(&self) -> bool {
         !self.active.is_empty() || self.waiting > 0
     }
@@ -73,6 +93,7 @@ enum TimerKind {
     Fire {
         job: String,
         nominal: DateTime<Utc>,
+        generation: u64,
     },
     /// A pending run (a delayed retry) whose time has come.
     Start(PendingRun),
@@ -114,11 +135,14 @@ pub struct Scheduler {
     jobs: BTreeMap<String, JobSlot>,
     timers: BinaryHeap<Timer>,
     timer_seq: u64,
+    /// The next unused job generation (see `JobSlot::generation`).
+    next_generation: u64,
     ready: VecDeque<PendingRun>,
     running: usize,
     completions: mpsc::UnboundedReceiver<Completion>,
     completed: mpsc::UnboundedSender<Completion>,
     random: task::Random,
+    reload: Option<reload::Reloader>,
 }
 
 impl Scheduler {
@@ -130,19 +154,11 @@ impl Scheduler {
         jobs: Vec<LoadedJob>,
     ) -> Self {
         let (completed, completions) = mpsc::unbounded_channel();
+        let jobs_count = jobs.len() as u64;
         let jobs = jobs
             .into_iter()
-            .map(|job| {
-                let slot = JobSlot {
-                    spec: Arc::new(job.spec),
-                    compiled: job.compiled,
-                    next_fire: None,
-                    active: BTreeMap::new(),
-                    waiting: 0,
-                    queued: None,
-                };
-                (slot.spec.name.clone(), slot)
-            })
+            .enumerate()
+            .map(|(generation, job)| (job.spec.name.clone(), JobSlot::new(job, generation as u64)))
             .collect();
         Scheduler {
             runtime,
@@ -152,12 +168,21 @@ impl Scheduler {
             jobs,
             timers: BinaryHeap::new(),
             timer_seq: 0,
+            next_generation: jobs_count,
             ready: VecDeque::new(),
             running: 0,
             completions,
             completed,
             random: task::Random::seeded(),
+            reload: None,
         }
+    }
+
+    /// Watches the jobs folder and the modules' folders, and reloads jobs
+    /// as their files change. Without this the job set is fixed.
+    pub fn with_reload(mut self, config: ReloadConfig) -> Self {
+        self.reload = Some(reload::Reloader::new(config));
+        self
     }
 
     /// Fires until `shutdown` resolves, then drains: running guests get the
@@ -165,6 +190,9 @@ impl Scheduler {
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
         self.recover().await?;
         self.add_timer(self.clock.now() + chrono::Duration::from_std(PRUNE_EVERY)?, TimerKind::Prune);
+        if let Some(reload) = &mut self.reload {
+            reload.start()?;
+        }
         tokio::pin!(shutdown);
         loop {
             self.dispatch();
@@ -174,6 +202,7 @@ impl Scheduler {
                 biased;
                 () = &mut shutdown => break,
                 Some(done) = self.completions.recv() => self.on_completion(done).await?,
+                Some(event) = reload::next_event(&mut self.reload) => self.on_reload_event(event).await?,
                 () = async move {
                     match next {
                         Some(at) => clock.sleep_until(at).await,
@@ -193,12 +222,16 @@ impl Scheduler {
     /// Schedules `job`'s next fire after `after`, with its jitter.
     fn schedule_next(&mut self, job: &str, after: DateTime<Utc>) {
         let Some(slot) = self.jobs.get_mut(job) else { return };
-        let Some(schedule) = slot.spec.schedule.as_ref().filter(|_| slot.spec.enabled) else { return };
+        let Some(schedule) = slot.spec.schedule.as_ref().filter(|_| slot.spec.enabled) else {
+            slot.next_fire = None;
+            return;
+        };
         slot.next_fire = schedule.next_after(after);
         if let Some(nominal) = slot.next_fire {
             let jitter = self.random.below(slot.spec.jitter);
             let at = nominal + chrono::Duration::from_std(jitter).unwrap_or_default();
-            self.add_timer(at, TimerKind::Fire { job: job.to_owned(), nominal });
+            let generation = slot.generation;
+            self.add_timer(at, TimerKind::Fire { job: job.to_owned(), nominal, generation });
         }
     }
 
@@ -209,7 +242,10 @@ impl Scheduler {
         while self.timers.peek().is_some_and(|timer| timer.at <= now) {
             let Timer { kind, .. } = self.timers.pop().expect("peeked");
             match kind {
-                TimerKind::Fire { job, nominal } => {
+                TimerKind::Fire { job, nominal, generation } => {
+                    if self.jobs.get(&job).is_none_or(|slot| slot.generation != generation) {
+                        continue; // the job was removed or rescheduled since
+                    }
                     self.schedule_next(&job, nominal);
                     if let Some(decision) = self.decide(&job, nominal) {
                         fires.push(decision);

@@ -53,6 +53,10 @@ const MIGRATIONS: &[&str] = &[
         last_fire TEXT,
         paused    INTEGER NOT NULL DEFAULT 0
     );",
+    // 2: what the host has in service for each job, and why a reload failed.
+    "ALTER TABLE job_state ADD COLUMN module_sha256 TEXT;
+    ALTER TABLE job_state ADD COLUMN loaded_at TEXT;
+    ALTER TABLE job_state ADD COLUMN load_error TEXT;",
 ];
 
 #[derive(Debug, thiserror::Error)]

@@ -94,8 +94,16 @@ fn job_state_round_trips() {
     store.set_last_fire("a", at("2026-11-24T10:00:00Z")).unwrap();
     store.set_paused("a", true).unwrap();
     store.set_paused("b", true).unwrap();
-    assert_eq!(store.job_state("a").unwrap(), JobState { last_fire: Some(at("2026-11-24T10:00:00Z")), paused: true });
+    let state = store.job_state("a").unwrap();
+    assert_eq!((state.last_fire, state.paused), (Some(at("2026-11-24T10:00:00Z")), true));
     assert_eq!(store.job_states().unwrap().len(), 2);
+
+    store.set_load_error("a", "a.toml: schedule \"x\": bad").unwrap();
+    assert_eq!(store.job_state("a").unwrap().load_error.as_deref(), Some("a.toml: schedule \"x\": bad"));
+    store.set_loaded("a", "abc", at("2026-11-24T11:00:00Z")).unwrap();
+    let state = store.job_state("a").unwrap();
+    assert_eq!((state.module_sha256.as_deref(), state.load_error), (Some("abc"), None), "a good load clears the error");
+    assert!(state.paused, "and keeps the pause");
 }
 
 #[test]
