@@ -4,7 +4,10 @@
 //! - throughput: N runs of a trivial job queued as pending rows, then run
 //!   and recorded durably, at a given concurrency cap;
 //! - fire lateness: 1,000 jobs on `@every 1s` for 10 s; lateness is each
-//!   run's recorded `started_at` minus its `scheduled_for`.
+//!   run's recorded `started_at` minus its `scheduled_for`;
+//! - reload latency: a 100 KB module replaced (write, rename) under a
+//!   running host, until the host records the new version in service;
+//! - start-up: loading 1,000 declared jobs with a cold and a warm compile cache.
 //!
 //! Run: `cargo bench -p wasmcron --bench daemon`. Prints a Markdown table.
 
@@ -13,11 +16,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
+use sha2::{Digest, Sha256};
 use wasmcron::clock::Clock;
 use wasmcron::record::{RunStatus, Trigger};
 use wasmcron::registry::Registry;
-use wasmcron::runtime::Runtime;
-use wasmcron::scheduler::{Scheduler, SchedulerConfig};
+use wasmcron::runtime::{CompileCache, Runtime, hex};
+use wasmcron::scheduler::{ReloadConfig, Scheduler, SchedulerConfig};
 use wasmcron::store::{NewRun, RunFilter, Store, StoreHandle};
 
 const HELLO: &str = r#"(module
@@ -127,6 +131,86 @@ fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1000.0)
 }
 
+/// A module of about 100 KB: `hello` plus a data segment of `filler` bytes.
+fn big_module(version: usize) -> String {
+    let filler: String = (0..100_000).map(|i| char::from(b'a' + ((i * 7 + version) % 26) as u8)).collect();
+    HELLO.replacen(
+        "(memory (export \"memory\") 1)",
+        &format!("(memory (export \"memory\") 2)\n  (data (i32.const 1024) \"{filler}\")"),
+        1,
+    )
+}
+
+fn reload_latency(runtime: &Arc<Runtime>, rounds: usize) -> Vec<Duration> {
+    let dir = tempfile::tempdir().unwrap();
+    let (jobs, state) = (dir.path().join("jobs"), dir.path().join("state"));
+    std::fs::create_dir(&jobs).unwrap();
+    let module = jobs.join("big.wat");
+    std::fs::write(&module, big_module(0)).unwrap();
+    let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let registry = Registry::load(runtime, &jobs, None).unwrap();
+    let (store, thread) = StoreHandle::spawn(Store::open(&state).unwrap());
+    let reload = ReloadConfig {
+        jobs_dir: jobs.clone(),
+        cache: None,
+        debounce: Duration::from_millis(75),
+        module_folders: registry.module_folders.clone(),
+        reported: Default::default(),
+    };
+    let scheduler = Scheduler::new(runtime.clone(), store, Clock::System, SchedulerConfig::default(), registry.jobs)
+        .with_reload(reload);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let host = tokio.spawn(scheduler.run(async move {
+        let _ = stopped.await;
+    }));
+    std::thread::sleep(Duration::from_millis(300));
+    let reader = Store::open(&state).unwrap();
+    let mut latencies = Vec::new();
+    for version in 1..=rounds {
+        let text = big_module(version);
+        let sha = hex(&Sha256::digest(text.as_bytes()));
+        let temporary = jobs.join("big.tmp");
+        std::fs::write(&temporary, &text).unwrap();
+        let written = Instant::now();
+        std::fs::rename(&temporary, &module).unwrap();
+        while reader.job_state("big").unwrap().module_sha256.as_deref() != Some(sha.as_str()) {
+            assert!(written.elapsed() < Duration::from_secs(10), "reload never happened");
+            std::thread::sleep(Duration::from_micros(500));
+        }
+        latencies.push(written.elapsed());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    stop.send(()).unwrap();
+    tokio.block_on(host).unwrap().unwrap();
+    drop(tokio);
+    thread.join().unwrap();
+    latencies.sort();
+    latencies
+}
+
+/// Loading 1,000 distinct modules: cold (empty cache), then warm.
+fn start_up(runtime: &Arc<Runtime>, jobs_count: usize) -> (Duration, Duration) {
+    let dir = tempfile::tempdir().unwrap();
+    let jobs = dir.path().join("jobs");
+    std::fs::create_dir(&jobs).unwrap();
+    for i in 0..jobs_count {
+        let module = HELLO.replace("ok\\0a", &format!("{i:04}"));
+        std::fs::write(jobs.join(format!("job{i:04}.wat")), module).unwrap();
+        std::fs::write(jobs.join(format!("job{i:04}.toml")), "schedule = \"@hourly\"").unwrap();
+    }
+    let cache = CompileCache::open(&dir.path().join("cache")).unwrap();
+    let time = || {
+        let started = Instant::now();
+        let registry = Registry::load(runtime, &jobs, Some(&cache)).unwrap();
+        assert_eq!(registry.jobs.len(), jobs_count, "{:?}", registry.errors.first().map(|e| e.to_string()));
+        (started.elapsed(), registry.compiled)
+    };
+    let (cold, compiled) = time();
+    let (warm, recompiled) = time();
+    assert_eq!((compiled, recompiled), (jobs_count, 0));
+    (cold, warm)
+}
+
 fn main() {
     let runtime = Arc::new(Runtime::new().unwrap());
     println!("| figure | measured |\n|---|---|");
@@ -146,4 +230,17 @@ fn main() {
             ms(*late.last().unwrap())
         );
     }
+    let latencies = reload_latency(&runtime, 20);
+    println!(
+        "| reload latency of a 100 KB module (rename into place → new version in service), 20 reloads, debounce 75 ms | p50 {}, max {} |",
+        ms(percentile(&latencies, 0.5)),
+        ms(*latencies.last().unwrap())
+    );
+    let (cold, warm) = start_up(&runtime, 1000);
+    println!(
+        "| start-up: load and compile 1,000 declared jobs | cold cache {}, warm cache {} ({:.1}x faster) |",
+        ms(cold),
+        ms(warm),
+        cold.as_secs_f64() / warm.as_secs_f64()
+    );
 }

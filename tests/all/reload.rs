@@ -51,10 +51,12 @@ fn sha_of(contents: &str) -> String {
 #[test]
 fn a_new_module_takes_over_while_the_run_in_flight_ends_on_the_old_one() {
     let sandbox = Sandbox::new();
-    let module = sandbox.jobs().join("ver.wat");
+    // The module lives outside jobs.d, as a build's output under target/ does.
+    std::fs::create_dir_all(sandbox.path("target/release")).unwrap();
+    let module = sandbox.path("target/release/ver.wat");
     let (v1, v2) = (versioned("v1", 1500), versioned("v2", 0));
     std::fs::write(&module, &v1).unwrap();
-    sandbox.declare("ver", "schedule = \"@every 1s\"\noverlap = \"allow\"");
+    sandbox.declare("ver", "module = \"../target/release/ver.wat\"\nschedule = \"@every 1s\"\noverlap = \"allow\"");
     let host = Host::start(&sandbox, &[]);
     wait_for("a v1 run in flight", Duration::from_secs(20), || {
         runs(&sandbox).iter().any(|r| r.status == RunStatus::Running)
@@ -140,7 +142,7 @@ fn editing_a_schedule_fires_nothing_extra_and_never_into_the_past() {
 }
 
 #[test]
-fn deleting_a_declaration_stops_its_fires() {
+fn deleting_a_declaration_stops_its_fires_and_a_rename_moves_them() {
     let sandbox = Sandbox::new();
     std::fs::write(sandbox.jobs().join("gone.wat"), versioned("x", 0)).unwrap();
     sandbox.declare("gone", "schedule = \"@every 1s\"");
@@ -155,9 +157,17 @@ fn deleting_a_declaration_stops_its_fires() {
     let after_removal = count("gone");
     let hello_before = count("hello");
     std::thread::sleep(Duration::from_millis(2500));
-    let log = host.stop();
-    assert_eq!(count("gone"), after_removal, "the removed job fired again:\n{log}");
+    assert_eq!(count("gone"), after_removal, "the removed job fired again");
     assert!(count("hello") >= hello_before + 2, "the other job kept firing");
+
+    // A rename is a removal plus an addition.
+    std::fs::rename(sandbox.jobs().join("hello.toml"), sandbox.jobs().join("greet.toml")).unwrap();
+    sandbox.declare("greet", "module = \"hello.wat\"\nschedule = \"@every 1s\"");
+    wait_for("runs under the new name", Duration::from_secs(10), || count("greet") >= 2);
+    let hello_after = count("hello");
+    std::thread::sleep(Duration::from_millis(1500));
+    let log = host.stop();
+    assert_eq!(count("hello"), hello_after, "the old name fired after the rename:\n{log}");
     assert!(log.contains("job removed"), "{log}");
 }
 
