@@ -7,9 +7,8 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use wasmcron::record::{RunRecord, RunStatus, Trigger};
-use wasmcron::store::{RunFilter, Store};
 
-use crate::support::{Sandbox, describe, sleeper, text};
+use crate::support::{Sandbox, all_runs, describe, sleeper, text, wait_for};
 
 pub struct Host {
     child: Child,
@@ -18,7 +17,9 @@ pub struct Host {
 
 impl Host {
     pub fn start(sandbox: &Sandbox, extra: &[&str]) -> Host {
-        let log = sandbox.path(&format!("host-{}.log", Instant::now().elapsed().as_nanos()));
+        static STARTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let log = sandbox.path(&format!("host-{n}.log"));
         let file = std::fs::File::create(&log).unwrap();
         let mut args = vec!["run"];
         args.extend_from_slice(extra);
@@ -62,24 +63,6 @@ impl Drop for Host {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-    }
-}
-
-fn all_runs(sandbox: &Sandbox) -> Vec<RunRecord> {
-    if !sandbox.state().join("wasmcron.db").exists() {
-        return Vec::new();
-    }
-    let mut runs =
-        Store::open(&sandbox.state()).unwrap().runs(&RunFilter { limit: 100_000, ..Default::default() }).unwrap();
-    runs.reverse();
-    runs
-}
-
-fn wait_for(what: &str, within: Duration, mut ready: impl FnMut() -> bool) {
-    let deadline = Instant::now() + within;
-    while !ready() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
     }
 }
 

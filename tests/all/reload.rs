@@ -5,35 +5,17 @@
 
 use std::time::{Duration, Instant};
 
-use wasmcron::record::{RunRecord, RunStatus};
-use wasmcron::store::{JobState, RunFilter, Store};
+use wasmcron::record::RunStatus;
+use wasmcron::store::{JobState, Store};
 
 use crate::daemon::Host;
-use crate::support::{Sandbox, describe, text, versioned};
-
-fn runs(sandbox: &Sandbox) -> Vec<RunRecord> {
-    if !sandbox.state().join("wasmcron.db").exists() {
-        return Vec::new();
-    }
-    let mut runs =
-        Store::open(&sandbox.state()).unwrap().runs(&RunFilter { limit: 100_000, ..Default::default() }).unwrap();
-    runs.reverse();
-    runs
-}
+use crate::support::{Sandbox, all_runs, describe, text, versioned, wait_for};
 
 fn state(sandbox: &Sandbox, job: &str) -> JobState {
     if !sandbox.state().join("wasmcron.db").exists() {
         return JobState::default();
     }
     Store::open(&sandbox.state()).unwrap().job_state(job).unwrap()
-}
-
-fn wait_for(what: &str, within: Duration, mut ready: impl FnMut() -> bool) {
-    let deadline = Instant::now() + within;
-    while !ready() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(25));
-    }
 }
 
 /// Replaces a file the way a build does: write a temporary file, rename it over.
@@ -59,20 +41,22 @@ fn a_new_module_takes_over_while_the_run_in_flight_ends_on_the_old_one() {
     sandbox.declare("ver", "module = \"../target/release/ver.wat\"\nschedule = \"@every 1s\"\noverlap = \"allow\"");
     let host = Host::start(&sandbox, &[]);
     wait_for("a v1 run in flight", Duration::from_secs(20), || {
-        runs(&sandbox).iter().any(|r| r.status == RunStatus::Running)
+        all_runs(&sandbox).iter().any(|r| r.status == RunStatus::Running)
     });
-    let in_flight = runs(&sandbox).into_iter().find(|r| r.status == RunStatus::Running).unwrap().id;
+    let in_flight = all_runs(&sandbox).into_iter().find(|r| r.status == RunStatus::Running).unwrap().id;
     replace(&module, &v2);
     let swapped = Instant::now();
     wait_for("v2 in service", Duration::from_secs(10), || state(&sandbox, "ver").module_sha256 == Some(sha_of(&v2)));
     let ready_after = swapped.elapsed();
-    wait_for("a v2 run", Duration::from_secs(10), || runs(&sandbox).iter().any(|r| r.stdout == b"v2 start\nv2 end\n"));
+    wait_for("a v2 run", Duration::from_secs(10), || {
+        all_runs(&sandbox).iter().any(|r| r.stdout == b"v2 start\nv2 end\n")
+    });
     wait_for("the v1 run to end", Duration::from_secs(10), || {
-        runs(&sandbox).iter().any(|r| r.id == in_flight && r.status == RunStatus::Succeeded)
+        all_runs(&sandbox).iter().any(|r| r.id == in_flight && r.status == RunStatus::Succeeded)
     });
     host.stop();
 
-    let all = runs(&sandbox);
+    let all = all_runs(&sandbox);
     let old = all.iter().find(|r| r.id == in_flight).unwrap();
     assert_eq!(text(&old.stdout), "v1 start\nv1 end\n", "the run in flight finished on v1");
     assert_eq!(old.module_sha256.as_deref(), Some(sha_of(&v1).as_str()));
@@ -91,7 +75,9 @@ fn a_broken_module_keeps_the_old_version_and_a_fixed_one_recovers() {
     std::fs::write(&module, versioned("good", 0)).unwrap();
     sandbox.declare("ver", "schedule = \"@every 1s\"");
     let host = Host::start(&sandbox, &[]);
-    wait_for("a good run", Duration::from_secs(20), || runs(&sandbox).iter().any(|r| r.status == RunStatus::Succeeded));
+    wait_for("a good run", Duration::from_secs(20), || {
+        all_runs(&sandbox).iter().any(|r| r.status == RunStatus::Succeeded)
+    });
 
     replace(&module, "(module (func $broken");
     wait_for("the load error in the job state", Duration::from_secs(10), || {
@@ -102,12 +88,16 @@ fn a_broken_module_keeps_the_old_version_and_a_fixed_one_recovers() {
     let output = sandbox.wasmcron(&["jobs"]).output().unwrap();
     assert!(text(&output.stdout).contains("LOAD ERROR"), "{}", describe(&output));
     assert!(text(&output.stdout).contains("keeps the version it has in service"), "{}", describe(&output));
-    let before = runs(&sandbox).len();
-    wait_for("more runs on the old version", Duration::from_secs(10), || runs(&sandbox).len() >= before + 2);
-    assert!(runs(&sandbox).iter().all(|r| r.status != RunStatus::Succeeded || r.stdout == b"good start\ngood end\n"));
+    let before = all_runs(&sandbox).len();
+    wait_for("more runs on the old version", Duration::from_secs(10), || all_runs(&sandbox).len() >= before + 2);
+    assert!(
+        all_runs(&sandbox).iter().all(|r| r.status != RunStatus::Succeeded || r.stdout == b"good start\ngood end\n")
+    );
 
     replace(&module, &versioned("fixed", 0));
-    wait_for("a fixed run", Duration::from_secs(10), || runs(&sandbox).iter().any(|r| r.stdout.starts_with(b"fixed")));
+    wait_for("a fixed run", Duration::from_secs(10), || {
+        all_runs(&sandbox).iter().any(|r| r.stdout.starts_with(b"fixed"))
+    });
     assert_eq!(state(&sandbox, "ver").load_error, None, "a good load clears the error");
     let log = host.stop();
     assert!(log.contains("keeping_previous_version=true"), "{log}");
@@ -125,13 +115,13 @@ fn editing_a_schedule_fires_nothing_extra_and_never_into_the_past() {
     sandbox.declare("edit", "schedule = \"0 0 2 1 *\"\ntimezone = \"Europe/London\"");
     wait_for("the edit to load", Duration::from_secs(10), || state(&sandbox, "edit").loaded_at != first_load);
     std::thread::sleep(Duration::from_millis(1500));
-    assert!(runs(&sandbox).is_empty(), "editing a yearly schedule fired the job");
+    assert!(all_runs(&sandbox).is_empty(), "editing a yearly schedule fired the job");
 
     let edited_at = chrono::Utc::now();
     sandbox.declare("edit", "schedule = \"@every 2s\"");
-    wait_for("two runs on the new schedule", Duration::from_secs(15), || runs(&sandbox).len() >= 2);
+    wait_for("two runs on the new schedule", Duration::from_secs(15), || all_runs(&sandbox).len() >= 2);
     host.stop();
-    for run in runs(&sandbox) {
+    for run in all_runs(&sandbox) {
         assert!(
             run.scheduled_for > edited_at - chrono::Duration::milliseconds(100),
             "fire {} is before the edit",
@@ -149,7 +139,7 @@ fn deleting_a_declaration_stops_its_fires_and_a_rename_moves_them() {
     sandbox.add_fixture("hello.wat");
     sandbox.declare("hello", "schedule = \"@every 1s\"");
     let host = Host::start(&sandbox, &[]);
-    let count = |job: &str| runs(&sandbox).iter().filter(|r| r.job == job).count();
+    let count = |job: &str| all_runs(&sandbox).iter().filter(|r| r.job == job).count();
     wait_for("runs of both", Duration::from_secs(20), || count("gone") >= 2 && count("hello") >= 1);
     std::fs::remove_file(sandbox.jobs().join("gone.toml")).unwrap();
     std::fs::remove_file(sandbox.jobs().join("gone.wat")).unwrap();
@@ -188,7 +178,7 @@ fn two_hundred_rapid_writes_leave_the_host_healthy_on_the_last_version() {
         state(&sandbox, "churn").module_sha256 == Some(sha_of(&last))
     });
     wait_for("a run of the last version", Duration::from_secs(10), || {
-        runs(&sandbox).iter().any(|r| r.stdout.starts_with(b"v200 start"))
+        all_runs(&sandbox).iter().any(|r| r.stdout.starts_with(b"v200 start"))
     });
     let log = host.stop();
     let reloads = log.matches("job loaded").count();

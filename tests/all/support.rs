@@ -202,3 +202,23 @@ pub fn versioned(tag: &str, millis: u64) -> String {
         le(millis * 1_000_000, 8),
     )
 }
+
+/// Every run in the sandbox's state database, oldest first (none if no database yet).
+pub fn all_runs(sandbox: &Sandbox) -> Vec<wasmcron::record::RunRecord> {
+    if !sandbox.state().join("wasmcron.db").exists() {
+        return Vec::new();
+    }
+    let store = wasmcron::store::Store::open(&sandbox.state()).unwrap();
+    let mut runs = store.runs(&wasmcron::store::RunFilter { limit: 100_000, ..Default::default() }).unwrap();
+    runs.reverse();
+    runs
+}
+
+/// Polls `ready` until it holds, failing the test after `within`.
+pub fn wait_for(what: &str, within: std::time::Duration, mut ready: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + within;
+    while !ready() {
+        assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+}

@@ -44,13 +44,13 @@ impl CompileCache {
         Ok(CompileCache { dir: dir.to_owned() })
     }
 
-    pub(crate) fn entry(&self, module_sha256: &str, engine_key: &str, kind: &str) -> PathBuf {
-        self.dir.join(format!("{module_sha256}-{engine_key}-{kind}.cwasm"))
+    fn entry(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
     }
 
     /// Writes `bytes` as the entry at `path`, atomically. Failures are
     /// logged, never fatal: the cache only saves time.
-    pub(crate) fn store(&self, path: &Path, bytes: &[u8]) {
+    fn store(&self, path: &Path, bytes: &[u8]) {
         static NEXT: AtomicU64 = AtomicU64::new(0);
         let temporary = self.dir.join(format!(".tmp-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed)));
         let written = std::fs::File::create(&temporary)
@@ -61,6 +61,33 @@ impl CompileCache {
             tracing::warn!(path = %path.display(), %error, "could not write a compile cache entry");
         }
     }
+}
+
+/// The entry's file name: what it was compiled from, for which engine, as what.
+pub(crate) fn entry_name(module_sha256: &str, engine_key: &str, kind: &str) -> String {
+    format!("{module_sha256}-{engine_key}-{kind}.cwasm")
+}
+
+/// Takes compiled code from the cache entry `name` through `load`, or
+/// builds it with `compile` and caches what `serialize` makes of it.
+pub(crate) fn load_or_compile<T, E>(
+    cache: Option<&CompileCache>,
+    name: &str,
+    load: impl FnOnce(&Path) -> Option<T>,
+    compile: impl FnOnce() -> Result<T, E>,
+    serialize: impl FnOnce(&T) -> wasmtime::Result<Vec<u8>>,
+) -> Result<(T, Provenance), E> {
+    let Some(cache) = cache else { return Ok((compile()?, Provenance::Compiled)) };
+    let path = cache.entry(name);
+    if let Some(code) = path.exists().then(|| load(&path)).flatten() {
+        return Ok((code, Provenance::Cached));
+    }
+    let code = compile()?;
+    match serialize(&code) {
+        Ok(bytes) => cache.store(&path, &bytes),
+        Err(error) => tracing::warn!(%error, "could not serialize compiled code for the cache"),
+    }
+    Ok((code, Provenance::Compiled))
 }
 
 /// A short digest of what makes `engine`'s code incompatible with another's.

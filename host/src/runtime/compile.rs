@@ -9,7 +9,7 @@ use wasmtime::{InstancePre, Module};
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::bindings::CommandPre;
 
-use super::cache::{CompileCache, Provenance};
+use super::cache::{self, CompileCache, Provenance};
 use super::state::{GuestState, WasiP2};
 use super::{EngineSet, Runtime};
 
@@ -83,45 +83,31 @@ impl Runtime {
         };
         let engines: &EngineSet = self.engines(metered);
         let (kind, provenance) = if wasmparser::Parser::is_component(&binary) {
-            let entry = cache.map(|c| (c, c.entry(&sha256, &engines.key, "component")));
-            // SAFETY: cache entries are written only by this host into its
-            // private state folder, and wasmtime checks their compatibility.
-            let cached =
-                entry.as_ref().and_then(|(_, path)| unsafe { Component::deserialize_file(&engines.engine, path) }.ok());
-            let (component, provenance) = match cached {
-                Some(component) => (component, Provenance::Cached),
-                None => {
-                    let component = Component::new(&engines.engine, &binary).map_err(CompileError::Invalid)?;
-                    if let (Some((cache, path)), Ok(code)) = (&entry, component.serialize()) {
-                        cache.store(path, &code);
-                    }
-                    (component, Provenance::Compiled)
-                }
-            };
+            let (component, provenance) = cache::load_or_compile(
+                cache,
+                &engines.cache_entry(&sha256, "component"),
+                // SAFETY: cache entries are written only by this host into its
+                // private state folder, and wasmtime checks their compatibility.
+                |path| unsafe { Component::deserialize_file(&engines.engine, path) }.ok(),
+                || Component::new(&engines.engine, &binary).map_err(CompileError::Invalid),
+                Component::serialize,
+            )?;
             let pre = engines.components.instantiate_pre(&component).map_err(CompileError::Unlinkable)?;
             (GuestKind::Component(CommandPre::new(pre).map_err(CompileError::NotCommand)?), provenance)
         } else {
-            let entry = cache.map(|c| (c, c.entry(&sha256, &engines.key, "module")));
-            // SAFETY: as above.
-            let cached =
-                entry.as_ref().and_then(|(_, path)| unsafe { Module::deserialize_file(&engines.engine, path) }.ok());
-            let (module, provenance) = match cached {
-                Some(module) => (module, Provenance::Cached),
-                None => {
-                    let module = Module::new(&engines.engine, &binary).map_err(CompileError::Invalid)?;
-                    if let (Some((cache, path)), Ok(code)) = (&entry, module.serialize()) {
-                        cache.store(path, &code);
-                    }
-                    (module, Provenance::Compiled)
-                }
-            };
+            let (module, provenance) = cache::load_or_compile(
+                cache,
+                &engines.cache_entry(&sha256, "module"),
+                // SAFETY: as above.
+                |path| unsafe { Module::deserialize_file(&engines.engine, path) }.ok(),
+                || Module::new(&engines.engine, &binary).map_err(CompileError::Invalid),
+                Module::serialize,
+            )?;
             if module.get_export("_start").is_none() {
                 return Err(CompileError::NoStart);
             }
-            (
-                GuestKind::Command(engines.modules.instantiate_pre(&module).map_err(CompileError::Unlinkable)?),
-                provenance,
-            )
+            let pre = engines.modules.instantiate_pre(&module).map_err(CompileError::Unlinkable)?;
+            (GuestKind::Command(pre), provenance)
         };
         Ok((CompiledJob { kind, sha256, metered }, provenance))
     }

@@ -46,6 +46,10 @@ pub(crate) struct EngineSet {
 }
 
 impl EngineSet {
+    fn cache_entry(&self, module_sha256: &str, kind: &str) -> String {
+        cache::entry_name(module_sha256, &self.key, kind)
+    }
+
     fn new(metered: bool) -> Result<Self> {
         let engine = engine::build_engine(metered)?;
         let mut modules = Linker::new(&engine);
