@@ -84,6 +84,7 @@ fn throughput(runtime: &Arc<Runtime>, runs: usize, max_running: usize) -> f64 {
                     error: None,
                     module_sha256: None,
                     payload: b"",
+                    parent_run: None,
                 })?;
             }
             Ok(())

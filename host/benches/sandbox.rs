@@ -41,6 +41,7 @@ impl Bench {
             trigger: Trigger::Manual,
             payload: Vec::new(),
             echo: false,
+            host: None,
         };
         let control = RunControl::new(Duration::from_secs(600));
         self.tokio.block_on(async {

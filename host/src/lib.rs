@@ -11,6 +11,7 @@
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod jobhost;
 pub mod record;
 pub mod registry;
 pub mod runtime;

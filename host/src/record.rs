@@ -108,6 +108,8 @@ pub struct RunRecord {
     pub stderr: Vec<u8>,
     /// Bytes of output dropped past `limits.output`.
     pub output_dropped: u64,
+    /// The run that enqueued this one (job world `enqueue`), if any.
+    pub parent_run: Option<i64>,
 }
 
 /// The one text form of instants in records, the database and the CLI.

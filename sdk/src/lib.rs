@@ -15,9 +15,16 @@
 //!
 //! Build with `cargo build --release --target wasm32-wasip1`, and point a
 //! declaration in `jobs.d/` at the `.wasm` file.
+//!
+//! With the `world` feature, [`world`] writes jobs of the wasmcron job world
+//! instead (typed `run`, logging, key-value state, `enqueue`), built for
+//! `wasm32-wasip2`.
 
 use std::fmt;
 use std::io::Read;
+
+#[cfg(feature = "world")]
+pub mod world;
 
 /// Why the run started, from `WASMCRON_TRIGGER`.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -121,6 +121,7 @@ fn cancel_stops_a_tight_loop_within_a_few_ticks() {
             trigger: Trigger::Manual,
             payload: Vec::new(),
             echo: false,
+            host: None,
         };
         let control = RunControl::new(Duration::from_secs(60));
         let (outcome, after_cancel) = tokio.block_on(async {

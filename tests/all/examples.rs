@@ -13,7 +13,7 @@ fn bundled_jobs_pass_check() {
     let state = tempfile::tempdir().unwrap();
     let output = bundled(&["check"], state.path());
     assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
-    for job in ["alert", "heartbeat", "report"] {
+    for job in ["alert", "heartbeat", "report", "tidy"] {
         assert!(text(&output.stdout).contains(&format!("ok     {job}")), "{}", describe(&output));
     }
 }

@@ -12,3 +12,4 @@ mod hostile;
 mod reload;
 mod scheduler;
 mod support;
+mod world;

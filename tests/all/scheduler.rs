@@ -237,6 +237,7 @@ async fn abandoned_runs_are_retried_and_pending_ones_resumed() {
                 error: None,
                 module_sha256: None,
                 payload: b"",
+                parent_run: None,
             })
             .unwrap()
     };

@@ -20,6 +20,8 @@ pub fn fixture(name: &str) -> PathBuf {
 pub struct Guests {
     pub probe_p1: PathBuf,
     pub probe_p2: PathBuf,
+    /// The job-world example plugin (a component).
+    pub tidy: PathBuf,
 }
 
 /// Builds the Rust guests (the test probe, for wasip1 and as a wasip2
@@ -28,17 +30,19 @@ pub fn guests() -> &'static Guests {
     static GUESTS: OnceLock<Guests> = OnceLock::new();
     GUESTS.get_or_init(|| {
         let root = repo_root();
-        for (manifest, target) in [
-            ("tests/guests/Cargo.toml", "wasm32-wasip1"),
-            ("tests/guests/Cargo.toml", "wasm32-wasip2"),
-            ("plugins/Cargo.toml", "wasm32-wasip1"),
+        for (manifest, target, packages) in [
+            ("tests/guests/Cargo.toml", "wasm32-wasip1", &["probe"][..]),
+            ("tests/guests/Cargo.toml", "wasm32-wasip2", &["probe"]),
+            ("plugins/Cargo.toml", "wasm32-wasip1", &["report", "alert"]),
+            ("plugins/Cargo.toml", "wasm32-wasip2", &["tidy"]),
         ] {
-            cargo_build(&root.join(manifest), target);
+            cargo_build(&root.join(manifest), target, packages);
         }
         let target = root.join("tests/guests/target");
         Guests {
             probe_p1: target.join("wasm32-wasip1/release/probe.wasm"),
             probe_p2: target.join("wasm32-wasip2/release/probe.wasm"),
+            tidy: root.join("plugins/target/wasm32-wasip2/release/tidy.wasm"),
         }
     })
 }
@@ -55,12 +59,13 @@ fn ensure_target(target: &str) {
     assert!(status.success(), "`rustup target add {target}` failed");
 }
 
-fn cargo_build(manifest: &Path, target: &str) {
+fn cargo_build(manifest: &Path, target: &str, packages: &[&str]) {
     ensure_target(target);
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let output = Command::new(cargo)
         .args(["build", "--quiet", "--release", "--target", target, "--manifest-path"])
         .arg(manifest)
+        .args(packages.iter().flat_map(|p| ["--package", p]))
         // The declarations name paths under each workspace's own target/.
         .env_remove("CARGO_TARGET_DIR")
         .env_remove("CARGO_BUILD_TARGET")

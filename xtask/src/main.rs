@@ -12,7 +12,9 @@ use std::process::{Command, ExitCode};
 
 use anyhow::{Context, Result, bail};
 
-const PLUGIN_TARGET: &str = "wasm32-wasip1";
+/// Each example plugin's target: WASI command modules for preview 1, job
+/// world components for preview 2.
+const PLUGINS: &[(&str, &[&str])] = &[("wasm32-wasip1", &["report", "alert"]), ("wasm32-wasip2", &["tidy"])];
 
 fn main() -> ExitCode {
     let task = std::env::args().nth(1).unwrap_or_else(|| "help".into());
@@ -64,9 +66,15 @@ fn ensure_target(target: &str) -> Result<()> {
 }
 
 fn build_plugins() -> Result<()> {
-    ensure_target(PLUGIN_TARGET)?;
-    eprintln!("xtask: building the example plugins for {PLUGIN_TARGET}");
-    run(cargo().args(["build", "--release", "--target", PLUGIN_TARGET, "--manifest-path", "plugins/Cargo.toml"]))
+    for (target, packages) in PLUGINS {
+        ensure_target(target)?;
+        eprintln!("xtask: building {} for {target}", packages.join(", "));
+        let mut build = cargo();
+        build.args(["build", "--release", "--target", target, "--manifest-path", "plugins/Cargo.toml"]);
+        build.args(packages.iter().flat_map(|p| ["--package", p]));
+        run(&mut build)?;
+    }
+    Ok(())
 }
 
 fn start() -> Result<()> {

@@ -3,20 +3,23 @@
 //! through to ours (or, with `--json`, the run record is printed instead).
 //! Ctrl-C cancels the run, which is then recorded `cancelled`.
 
+use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use chrono::Utc;
 
 use super::{CONFIG_ERROR, FAILED, Globals};
 use crate::config::{self, JobSpec};
+use crate::jobhost::{Queue, StoreJobHost};
 use crate::record::{RunStatus, Trigger};
 use crate::registry;
 use crate::runtime::{RunContext, RunControl, Runtime};
 use crate::scheduler;
-use crate::store::{NewRun, Store};
+use crate::store::{NewRun, Store, StoreHandle};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -31,8 +34,8 @@ pub struct Args {
 }
 
 pub fn run(globals: &Globals, args: Args) -> anyhow::Result<ExitCode> {
-    let spec = match find_job(&globals.jobs, &args.job) {
-        Ok(spec) => spec,
+    let (spec, declared) = match find_job(&globals.jobs, &args.job) {
+        Ok(found) => found,
         Err(message) => {
             eprintln!("error: {message}");
             return Ok(ExitCode::from(CONFIG_ERROR));
@@ -64,6 +67,7 @@ pub fn run(globals: &Globals, args: Args) -> anyhow::Result<ExitCode> {
         error: None,
         module_sha256: Some(&compiled.sha256),
         payload: &[],
+        parent_run: None,
     })?;
     let context = RunContext {
         run_id,
@@ -72,6 +76,11 @@ pub fn run(globals: &Globals, args: Args) -> anyhow::Result<ExitCode> {
         trigger: Trigger::Manual,
         payload,
         echo: !args.json,
+        // Enqueued runs wait as pending rows for the next host start.
+        host: Some(Arc::new(StoreJobHost {
+            store: StoreHandle::inline(Store::open(&globals.state)?),
+            queue: Queue::Pending(declared),
+        })),
     };
 
     let tokio =
@@ -108,12 +117,14 @@ pub fn run(globals: &Globals, args: Args) -> anyhow::Result<ExitCode> {
 }
 
 /// Finds `name` in the jobs folder, or says why not in one message.
-fn find_job(dir: &std::path::Path, name: &str) -> Result<JobSpec, String> {
+/// Also returns the names of every job declared there.
+fn find_job(dir: &std::path::Path, name: &str) -> Result<(JobSpec, BTreeSet<String>), String> {
     config::validate_name(name)?;
     let loaded = config::load_dir(dir)
         .map_err(|e| format!("cannot read the jobs folder {}: {e}; create it or pass --jobs DIR", dir.display()))?;
+    let declared: BTreeSet<String> = loaded.jobs.iter().map(|job| job.name.clone()).collect();
     if let Some(spec) = loaded.jobs.into_iter().find(|job| job.name == name) {
-        return Ok(spec);
+        return Ok((spec, declared));
     }
     let stem = |path: &std::path::Path| path.file_stem().is_some_and(|s| s == name);
     if let Some(error) = loaded.errors.iter().find(|e| stem(&e.file)) {

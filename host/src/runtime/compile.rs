@@ -11,6 +11,7 @@ use wasmtime_wasi::p2::bindings::CommandPre;
 
 use super::cache::{self, CompileCache, Provenance};
 use super::state::{GuestState, WasiP2};
+use super::world::JobPre;
 use super::{EngineSet, Runtime};
 
 /// A module or component compiled and linked, shared by all its runs.
@@ -26,6 +27,8 @@ pub(crate) enum GuestKind {
     Command(InstancePre<GuestState<WasiP1Ctx>>),
     /// A WASI preview 2 command component (exports `wasi:cli/run`).
     Component(CommandPre<GuestState<WasiP2>>),
+    /// A component of the wasmcron job world (exports `run`).
+    Job(JobPre<GuestState<WasiP2>>),
 }
 
 impl CompiledJob {
@@ -34,6 +37,7 @@ impl CompiledJob {
         match self.kind {
             GuestKind::Command(_) => "WASI command module",
             GuestKind::Component(_) => "WASI command component",
+            GuestKind::Job(_) => "wasmcron job component",
         }
     }
 }
@@ -55,7 +59,9 @@ pub enum CompileError {
         "has no `_start` export, so it is not a WASI command; build it as a program with a `main` (e.g. cargo build --target wasm32-wasip1)"
     )]
     NoStart,
-    #[error("is a component but not a WASI command (it must export wasi:cli/run): {0:#}")]
+    #[error(
+        "is a component but neither a WASI command (exporting wasi:cli/run) nor a wasmcron job (the world in sdk/wit, exporting run): {0:#}"
+    )]
     NotCommand(wasmtime::Error),
 }
 
@@ -93,7 +99,12 @@ impl Runtime {
                 Component::serialize,
             )?;
             let pre = engines.components.instantiate_pre(&component).map_err(CompileError::Unlinkable)?;
-            (GuestKind::Component(CommandPre::new(pre).map_err(CompileError::NotCommand)?), provenance)
+            // The job world first: a job may also carry a `main` it does not use.
+            let kind = match JobPre::new(pre.clone()) {
+                Ok(job) => GuestKind::Job(job),
+                Err(_) => GuestKind::Component(CommandPre::new(pre).map_err(CompileError::NotCommand)?),
+            };
+            (kind, provenance)
         } else {
             let (module, provenance) = cache::load_or_compile(
                 cache,

@@ -20,6 +20,7 @@ mod outcome;
 mod output;
 mod run;
 mod state;
+mod world;
 
 use anyhow::Result;
 use wasmtime::Engine;
@@ -33,6 +34,7 @@ pub use control::{RunControl, StopReason};
 pub use engine::EPOCH_TICK;
 pub use outcome::RunOutcome;
 pub use run::{RunContext, RunReport};
+pub use world::{HostFuture, JobHost, MAX_KEY, MAX_VALUE};
 
 use state::{GuestState, WasiP2};
 
@@ -56,6 +58,7 @@ impl EngineSet {
         wasmtime_wasi::p1::add_to_linker_async(&mut modules, |state: &mut GuestState<WasiP1Ctx>| &mut state.wasi)?;
         let mut components = ComponentLinker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut components)?;
+        world::add_to_linker(&mut components)?;
         Ok(EngineSet { key: cache::engine_key(&engine), engine, modules, components })
     }
 }

@@ -56,6 +56,9 @@ impl RunOutcome {
                 code => RunOutcome::Failed { exit_code: Some(code), error: format!("exited with code {code}") },
             };
         }
+        if let Some(super::run::GuestError(message)) = error.downcast_ref() {
+            return RunOutcome::Failed { exit_code: None, error: message.clone() };
+        }
         match error.downcast_ref::<Trap>() {
             Some(Trap::OutOfFuel) => RunOutcome::OutOfFuel,
             Some(Trap::Interrupt) => RunOutcome::from_stop(stopped.unwrap_or(StopReason::Cancelled)),

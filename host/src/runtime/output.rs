@@ -70,6 +70,11 @@ impl CapturedPipe {
         }
     }
 
+    /// Captures a line the host writes on the guest's behalf (its logs).
+    pub(crate) fn write_line(&self, line: &[u8]) {
+        self.accept(line);
+    }
+
     /// The captured bytes and how many were dropped past the budget. If any
     /// were, a marker line saying so ends the captured text.
     pub fn take(&self) -> (Vec<u8>, u64) {

@@ -8,6 +8,8 @@
 //! deadline passes or a cancel arrives while the guest is parked in a host
 //! call (a `poll_oneoff` sleep, say) and executes no wasm at all.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use wasmtime::{Store, UpdateDeadline};
 use wasmtime_wasi::p2::pipe::MemoryInputPipe;
@@ -19,11 +21,12 @@ use super::control::{RunControl, StopReason};
 use super::outcome::RunOutcome;
 use super::output::{self, Echo};
 use super::state::{GuestState, MemoryLimiter, WasiP2};
+use super::world::{JobApi, JobContext, JobHost};
 use crate::config::{DirMode, JobSpec};
 use crate::record::{Trigger, format_time};
 
 /// Who, when and why: the facts a guest sees as `WASMCRON_*` variables.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RunContext {
     pub run_id: i64,
     pub attempt: u32,
@@ -32,6 +35,9 @@ pub struct RunContext {
     pub payload: Vec<u8>,
     /// Echo captured output to the host's stdout/stderr as it arrives.
     pub echo: bool,
+    /// Key-value state and queueing for job-world guests; without it their
+    /// calls return an error.
+    pub host: Option<Arc<dyn JobHost>>,
 }
 
 /// What a run produced.
@@ -57,7 +63,7 @@ impl Runtime {
         let (out_echo, err_echo) = if context.echo { (Echo::Stdout, Echo::Stderr) } else { (Echo::None, Echo::None) };
         let (stdout, stderr) = output::pipes(job.limits.output, out_echo, err_echo);
         let (outcome, fuel_used) = match wasi_builder(job, context, &stdout, &stderr) {
-            Ok(builder) => execute(compiled, builder, job, control).await,
+            Ok(builder) => execute(compiled, builder, job, context, &stderr, control).await,
             Err(error) => (RunOutcome::Failed { exit_code: None, error }, None),
         };
         let (stdout, out_dropped) = stdout.take();
@@ -98,6 +104,8 @@ async fn execute(
     compiled: &CompiledJob,
     mut builder: WasiCtxBuilder,
     job: &JobSpec,
+    context: &RunContext,
+    stderr: &output::CapturedPipe,
     control: &RunControl,
 ) -> (RunOutcome, Option<u64>) {
     match &compiled.kind {
@@ -118,7 +126,7 @@ async fn execute(
             finish(result, &store, job, control)
         }
         GuestKind::Component(pre) => {
-            let wasi = WasiP2 { ctx: builder.build(), table: Default::default() };
+            let wasi = WasiP2 { ctx: builder.build(), table: Default::default(), api: None };
             let state = GuestState { wasi, limiter: MemoryLimiter::new(job.limits.memory) };
             let mut store = Store::new(pre.engine(), state);
             let result = match prepare(&mut store, job, control) {
@@ -136,8 +144,52 @@ async fn execute(
             };
             finish(result, &store, job, control)
         }
+        GuestKind::Job(pre) => {
+            let api = context.host.clone().map(|host| JobApi {
+                host,
+                job: job.name.clone(),
+                run_id: context.run_id,
+                log: stderr.clone(),
+            });
+            let wasi = WasiP2 { ctx: builder.build(), table: Default::default(), api };
+            let state = GuestState { wasi, limiter: MemoryLimiter::new(job.limits.memory) };
+            let mut store = Store::new(pre.engine(), state);
+            let job_context = JobContext {
+                job: job.name.clone(),
+                run_id: context.run_id,
+                attempt: context.attempt,
+                trigger: context.trigger.as_str().to_owned(),
+                scheduled_at: format_time(context.scheduled_at),
+            };
+            let result = match prepare(&mut store, job, control) {
+                Ok(()) => {
+                    let call = async {
+                        let guest = pre.instantiate_async(&mut store).await?;
+                        match guest.call_run(&mut store, &job_context, &context.payload).await? {
+                            Ok(()) => Ok(()),
+                            Err(message) => Err(wasmtime::Error::new(GuestError(message))),
+                        }
+                    };
+                    guard(call, control).await
+                }
+                Err(e) => Ended::Finished(Err(e)),
+            };
+            finish(result, &store, job, control)
+        }
     }
 }
+
+/// The error a job-world guest returned from `run`.
+#[derive(Debug)]
+pub(crate) struct GuestError(pub String);
+
+impl std::fmt::Display for GuestError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for GuestError {}
 
 fn prepare<W: Send + 'static>(
     store: &mut Store<GuestState<W>>,

@@ -10,10 +10,12 @@ pub(crate) struct GuestState<W> {
     pub limiter: MemoryLimiter,
 }
 
-/// WASI preview 2 state: the context and the table of its resources.
+/// WASI preview 2 state: the context and the table of its resources, and
+/// for job-world guests, their way to the host.
 pub(crate) struct WasiP2 {
     pub ctx: WasiCtx,
     pub table: ResourceTable,
+    pub api: Option<super::world::JobApi>,
 }
 
 impl WasiView for GuestState<WasiP2> {

@@ -26,9 +26,10 @@ pub use reload::ReloadConfig;
 
 use crate::clock::Clock;
 use crate::config::{JobSpec, Overlap};
+use crate::jobhost::{Enqueue, Queue, StoreJobHost, enqueued};
 use crate::record::{RunStatus, Trigger};
 use crate::registry::LoadedJob;
-use crate::runtime::{CompiledJob, RunControl, RunOutcome, Runtime};
+use crate::runtime::{CompiledJob, JobHost, RunControl, RunOutcome, Runtime};
 use crate::store::{NewRun, PendingRun, Retention, StoreHandle};
 use task::Completion;
 pub use task::finished;
@@ -143,6 +144,9 @@ pub struct Scheduler {
     completed: mpsc::UnboundedSender<Completion>,
     random: task::Random,
     reload: Option<reload::Reloader>,
+    /// Job-world guests reach the store and `enqueue` through this.
+    job_host: Arc<dyn JobHost>,
+    enqueues: mpsc::UnboundedReceiver<Enqueue>,
 }
 
 impl Scheduler {
@@ -154,6 +158,8 @@ impl Scheduler {
         jobs: Vec<LoadedJob>,
     ) -> Self {
         let (completed, completions) = mpsc::unbounded_channel();
+        let (enqueue, enqueues) = mpsc::unbounded_channel();
+        let job_host = Arc::new(StoreJobHost { store: store.clone(), queue: Queue::Scheduler(enqueue) });
         let jobs_count = jobs.len() as u64;
         let jobs = jobs
             .into_iter()
@@ -175,6 +181,8 @@ impl Scheduler {
             completed,
             random: task::Random::seeded(),
             reload: None,
+            job_host,
+            enqueues,
         }
     }
 
@@ -203,6 +211,7 @@ impl Scheduler {
                 () = &mut shutdown => break,
                 Some(done) = self.completions.recv() => self.on_completion(done).await?,
                 Some(event) = reload::next_event(&mut self.reload) => self.on_reload_event(event).await?,
+                Some(request) = self.enqueues.recv() => self.on_enqueue(request).await?,
                 () = async move {
                     match next {
                         Some(at) => clock.sleep_until(at).await,
@@ -323,6 +332,31 @@ impl Scheduler {
         Ok(())
     }
 
+    /// A guest's `enqueue`: record the run, then start it in due course.
+    async fn on_enqueue(&mut self, request: Enqueue) -> anyhow::Result<()> {
+        if !self.jobs.contains_key(&request.job) {
+            let _ = request.reply.send(Err(format!("no job named {:?} is loaded", request.job)));
+            return Ok(());
+        }
+        let now = self.clock.now();
+        let at = now + chrono::Duration::from_std(request.delay).unwrap_or_default();
+        let Enqueue { parent_run, job, payload, reply, .. } = request;
+        let (id, payload) = self
+            .store
+            .call(move |store| Ok((store.insert_run(&enqueued(&job, &payload, at, parent_run))?, (job, payload))))
+            .await?;
+        let (job, payload) = payload;
+        tracing::info!(job = %job, run_id = id, parent_run, "run enqueued by another run");
+        let run = PendingRun { id, job, trigger: Trigger::Manual, attempt: 1, scheduled_for: at, payload };
+        if at <= now {
+            self.make_ready(run);
+        } else {
+            self.add_timer(at, TimerKind::Start(run));
+        }
+        let _ = reply.send(Ok(id));
+        Ok(())
+    }
+
     fn make_ready(&mut self, run: PendingRun) {
         if let Some(slot) = self.jobs.get_mut(&run.job) {
             slot.waiting += 1;
@@ -349,6 +383,7 @@ impl Scheduler {
                 compiled: slot.compiled.clone(),
                 run,
                 control,
+                job_host: self.job_host.clone(),
             };
             tokio::spawn(task.run(self.completed.clone()));
         }
@@ -441,6 +476,7 @@ impl Fire {
             error,
             module_sha256: None,
             payload: &[],
+            parent_run: None,
         };
         let id = store.insert_run(&run)?;
         Ok(PendingRun {
@@ -475,6 +511,7 @@ impl NewRetry {
             error: None,
             module_sha256: None,
             payload: &self.payload,
+            parent_run: None,
         })?;
         Ok(PendingRun {
             id,

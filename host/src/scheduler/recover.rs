@@ -138,5 +138,6 @@ fn insert(
         error,
         module_sha256: None,
         payload: &[],
+        parent_run: None,
     })
 }

@@ -8,7 +8,7 @@ use tokio::sync::mpsc;
 
 use crate::clock::Clock;
 use crate::config::JobSpec;
-use crate::runtime::{CompiledJob, RunContext, RunControl, RunOutcome, RunReport, Runtime};
+use crate::runtime::{CompiledJob, JobHost, RunContext, RunControl, RunOutcome, RunReport, Runtime};
 use crate::store::{Finished, PendingRun, StoreHandle};
 
 /// What the scheduler learns when a run ends.
@@ -31,11 +31,12 @@ pub(super) struct RunTask {
     pub compiled: Arc<CompiledJob>,
     pub run: PendingRun,
     pub control: RunControl,
+    pub job_host: Arc<dyn JobHost>,
 }
 
 impl RunTask {
     pub async fn run(self, completed: mpsc::UnboundedSender<Completion>) {
-        let RunTask { runtime, store, clock, spec, compiled, run, control } = self;
+        let RunTask { runtime, store, clock, spec, compiled, run, control, job_host } = self;
         let started_at = clock.now();
         let sha = compiled.sha256.clone();
         if let Err(error) = store.call(move |s| s.start_run(run.id, started_at, &sha)).await {
@@ -48,6 +49,7 @@ impl RunTask {
             trigger: run.trigger,
             payload: run.payload,
             echo: false,
+            host: Some(job_host),
         };
         let report = runtime.run(&compiled, &spec, &context, &control).await;
         let ended_at = clock.now();

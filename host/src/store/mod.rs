@@ -11,6 +11,7 @@
 //! wasm or schedules.
 
 mod jobs;
+mod kv;
 mod runs;
 mod thread;
 
@@ -20,6 +21,7 @@ use std::time::Duration;
 use rusqlite::Connection;
 
 pub use jobs::JobState;
+pub use kv::MAX_KEYS_PER_JOB;
 pub use runs::{Finished, NewRun, PendingRun, Retention, RunFilter};
 pub use thread::StoreHandle;
 
@@ -57,6 +59,14 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE job_state ADD COLUMN module_sha256 TEXT;
     ALTER TABLE job_state ADD COLUMN loaded_at TEXT;
     ALTER TABLE job_state ADD COLUMN load_error TEXT;",
+    // 3: the job world's key-value store, and runs started by other runs.
+    "CREATE TABLE kv (
+        job   TEXT NOT NULL,
+        key   TEXT NOT NULL,
+        value BLOB NOT NULL,
+        PRIMARY KEY (job, key)
+    ) WITHOUT ROWID;
+    ALTER TABLE runs ADD COLUMN parent_run INTEGER;",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -110,22 +120,33 @@ impl Store {
         self.conn.pragma_update(None, "synchronous", "NORMAL")
     }
 
+    /// Brings the schema up to date. The version is read and the migrations
+    /// applied inside one write transaction, so a host and a CLI command
+    /// opening a new database at the same moment cannot both migrate it.
     fn migrate(&self) -> Result<()> {
         let known = MIGRATIONS.len() as i64;
-        let found = self.schema_version()?;
-        if found > known {
-            return Err(StoreError::TooNew { path: self.path.clone(), found, known });
+        if self.schema_version()? == known {
+            return Ok(()); // the common case, without taking the write lock
         }
-        for (version, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
-            let apply = || -> rusqlite::Result<()> {
-                let tx = self.conn.unchecked_transaction()?;
-                tx.execute_batch(sql)?;
-                tx.pragma_update(None, "user_version", version as i64 + 1)?;
-                tx.commit()
-            };
-            apply().map_err(|e| self.sqlite(e))?;
+        let migrate = || -> Result<()> {
+            let found = self.schema_version()?;
+            if found > known {
+                return Err(StoreError::TooNew { path: self.path.clone(), found, known });
+            }
+            for (version, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+                self.conn.execute_batch(sql).map_err(|e| self.sqlite(e))?;
+                self.conn.pragma_update(None, "user_version", version as i64 + 1).map_err(|e| self.sqlite(e))?;
+            }
+            Ok(())
+        };
+        self.conn.execute_batch("BEGIN IMMEDIATE").map_err(|e| self.sqlite(e))?;
+        match migrate() {
+            Ok(()) => self.conn.execute_batch("COMMIT").map_err(|e| self.sqlite(e)),
+            Err(error) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                Err(error)
+            }
         }
-        Ok(())
     }
 
     pub fn schema_version(&self) -> Result<i64> {

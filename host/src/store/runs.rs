@@ -23,6 +23,8 @@ pub struct NewRun<'a> {
     pub error: Option<String>,
     pub module_sha256: Option<&'a str>,
     pub payload: &'a [u8],
+    /// The run that enqueued this one, if any.
+    pub parent_run: Option<i64>,
 }
 
 /// How a run ended, to be written over its row.
@@ -77,7 +79,7 @@ impl Default for Retention {
 }
 
 const RUN_COLUMNS: &str = "id, job, status, trigger, attempt, scheduled_for, started_at, ended_at, exit_code, error, \
-     fuel_used, module_sha256, stdout, stderr, output_dropped";
+     fuel_used, module_sha256, stdout, stderr, output_dropped, parent_run";
 
 /// Statuses a run can still leave: never pruned, never counted as history.
 const OPEN: &str = "('pending', 'running')";
@@ -87,8 +89,8 @@ impl Store {
         self.conn
             .prepare_cached(
                 "INSERT INTO runs (job, status, trigger, attempt, scheduled_for, started_at, ended_at, error,
-                                   module_sha256, payload)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                                   module_sha256, payload, parent_run)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
             )
             .and_then(|mut insert| {
                 insert.execute(params![
@@ -102,6 +104,7 @@ impl Store {
                     run.error,
                     run.module_sha256,
                     run.payload,
+                    run.parent_run,
                 ])
             })
             .map_err(|e| self.sqlite(e))?;
@@ -307,6 +310,7 @@ struct RawRun {
     stdout: Vec<u8>,
     stderr: Vec<u8>,
     output_dropped: i64,
+    parent_run: Option<i64>,
 }
 
 impl RawRun {
@@ -327,6 +331,7 @@ impl RawRun {
             stdout: row.get(12)?,
             stderr: row.get(13)?,
             output_dropped: row.get(14)?,
+            parent_run: row.get(15)?,
         })
     }
 
@@ -354,6 +359,7 @@ impl RawRun {
             stdout: self.stdout,
             stderr: self.stderr,
             output_dropped: self.output_dropped as u64,
+            parent_run: self.parent_run,
             job: self.job,
         })
     }

@@ -22,6 +22,7 @@ fn new_run(job: &str, status: RunStatus, scheduled_for: DateTime<Utc>) -> NewRun
         error: None,
         module_sha256: None,
         payload: b"",
+        parent_run: None,
     }
 }
 
@@ -167,4 +168,22 @@ fn a_newer_schema_is_refused() {
     drop(conn);
     let error = Store::open(dir.path()).err().unwrap().to_string();
     assert!(error.contains("has schema version 99, newer than this wasmcron understands"), "{error}");
+}
+
+#[test]
+fn concurrent_first_opens_migrate_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(8));
+    let openers: Vec<_> = (0..8)
+        .map(|_| {
+            let (path, barrier) = (dir.path().to_owned(), barrier.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                Store::open(&path).map(|store| store.schema_version().unwrap())
+            })
+        })
+        .collect();
+    for opener in openers {
+        assert_eq!(opener.join().unwrap().unwrap(), MIGRATIONS.len() as i64);
+    }
 }

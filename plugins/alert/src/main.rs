@@ -20,7 +20,8 @@ fn main() {
         };
         let mut samples = Vec::new();
         for (number, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-            let value: f64 = line.trim().parse().map_err(|_| format!("line {}: {line:?} is not a number", number + 1))?;
+            let value: f64 =
+                line.trim().parse().map_err(|_| format!("line {}: {line:?} is not a number", number + 1))?;
             samples.push(value);
         }
         if samples.is_empty() {

@@ -35,7 +35,8 @@ fn summarise(dir: &Path) -> std::io::Result<String> {
         }
         let text = fs::read(entry.path())?;
         let lines = text.iter().filter(|&&b| b == b'\n').count();
-        writeln!(report, "{:<24} {lines:>6} lines {:>8} bytes", entry.file_name().to_string_lossy(), text.len()).unwrap();
+        writeln!(report, "{:<24} {lines:>6} lines {:>8} bytes", entry.file_name().to_string_lossy(), text.len())
+            .unwrap();
         files += 1;
         total_lines += lines;
         total_bytes += text.len();

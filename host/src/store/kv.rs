@@ -1,0 +1,62 @@
+//! The job world's key-value store: one namespace per job, so one job never
+//! sees another's keys. Size limits on keys and values are checked by the
+//! runtime; the number of keys per job is checked here.
+
+use rusqlite::{OptionalExtension, params};
+
+use super::{Result, Store};
+
+/// The most keys one job may hold.
+pub const MAX_KEYS_PER_JOB: u32 = 10_000;
+
+impl Store {
+    pub fn kv_get(&self, job: &str, key: &str) -> Result<Option<Vec<u8>>> {
+        self.conn
+            .query_row("SELECT value FROM kv WHERE job = ?1 AND key = ?2", params![job, key], |row| row.get(0))
+            .optional()
+            .map_err(|e| self.sqlite(e))
+    }
+
+    /// Sets `key`; `Ok(false)` if that would take the job past
+    /// [`MAX_KEYS_PER_JOB`] (nothing is written then).
+    pub fn kv_set(&self, job: &str, key: &str, value: &[u8]) -> Result<bool> {
+        let exists = self.kv_get(job, key)?.is_some();
+        if !exists {
+            let count: u32 = self
+                .conn
+                .query_row("SELECT count(*) FROM kv WHERE job = ?1", [job], |row| row.get(0))
+                .map_err(|e| self.sqlite(e))?;
+            if count >= MAX_KEYS_PER_JOB {
+                return Ok(false);
+            }
+        }
+        self.conn
+            .execute(
+                "INSERT INTO kv (job, key, value) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (job, key) DO UPDATE SET value = excluded.value",
+                params![job, key, value],
+            )
+            .map_err(|e| self.sqlite(e))?;
+        Ok(true)
+    }
+
+    pub fn kv_delete(&self, job: &str, key: &str) -> Result<()> {
+        self.conn
+            .execute("DELETE FROM kv WHERE job = ?1 AND key = ?2", params![job, key])
+            .map_err(|e| self.sqlite(e))?;
+        Ok(())
+    }
+
+    /// Keys of `job` starting with `prefix`, in order.
+    pub fn kv_list(&self, job: &str, prefix: &str) -> Result<Vec<String>> {
+        let mut statement = self
+            .conn
+            .prepare("SELECT key FROM kv WHERE job = ?1 AND substr(key, 1, length(?2)) = ?2 ORDER BY key")
+            .map_err(|e| self.sqlite(e))?;
+        let keys = statement
+            .query_map(params![job, prefix], |row| row.get(0))
+            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<String>>>())
+            .map_err(|e| self.sqlite(e))?;
+        Ok(keys)
+    }
+}
