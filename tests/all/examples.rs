@@ -13,7 +13,7 @@ fn bundled_jobs_pass_check() {
     let state = tempfile::tempdir().unwrap();
     let output = bundled(&["check"], state.path());
     assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
-    for job in ["alert", "heartbeat", "report", "tidy"] {
+    for job in ["alert", "c-report", "heartbeat", "report", "tidy", "zig-alert"] {
         assert!(text(&output.stdout).contains(&format!("ok     {job}")), "{}", describe(&output));
     }
 }
@@ -51,4 +51,33 @@ fn heartbeat_wat_job_runs() {
     let state = tempfile::tempdir().unwrap();
     let output = bundled(&["once", "heartbeat"], state.path());
     assert_eq!((output.status.code(), text(&output.stdout).as_str()), (Some(0), "heartbeat: all well.\n"));
+}
+
+#[test]
+fn the_c_report_summarises_its_preopened_folder() {
+    let state = tempfile::tempdir().unwrap();
+    let output = bundled(&["once", "c-report"], state.path());
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    let stdout = text(&output.stdout);
+    assert!(stdout.starts_with("C report for /data"), "{stdout}");
+    assert!(stdout.contains("orders.csv"), "{stdout}");
+    assert!(stdout.contains("total: 3 files, 7 lines, 107 bytes"), "the same totals as the Rust report: {stdout}");
+}
+
+#[test]
+fn the_zig_alert_passes_under_its_threshold_and_fails_over_it() {
+    let state = tempfile::tempdir().unwrap();
+    for (samples, code, expected) in [
+        ("120\n480\n", 0, "max latency 480.0 ms over 2 samples"),
+        ("120\n900\n", 1, "ALERT: max latency 900.0 ms is above 500.0 ms"),
+    ] {
+        let payload = state.path().join("samples.txt");
+        std::fs::write(&payload, samples).unwrap();
+        let output = bundled(&["once", "zig-alert", "--json", "--payload", payload.to_str().unwrap()], state.path());
+        assert_eq!(output.status.code(), Some(code), "{}", describe(&output));
+        let record: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        let captured = format!("{}{}", record["stdout"].as_str().unwrap(), record["stderr"].as_str().unwrap());
+        assert!(captured.contains(expected), "{record}");
+        assert!(record["fuel_used"].as_u64().unwrap() > 0, "the declaration meters fuel");
+    }
 }

@@ -24,20 +24,23 @@ pub struct Guests {
     pub tidy: PathBuf,
 }
 
-/// Builds the Rust guests (the test probe, for wasip1 and as a wasip2
-/// component, and the example plugins) once for the whole test binary.
+/// Builds the guests (the test probe, for wasip1 and as a wasip2 component,
+/// and the example plugins in every language) once for the whole test binary.
 pub fn guests() -> &'static Guests {
     static GUESTS: OnceLock<Guests> = OnceLock::new();
     GUESTS.get_or_init(|| {
         let root = repo_root();
-        for (manifest, target, packages) in [
-            ("tests/guests/Cargo.toml", "wasm32-wasip1", &["probe"][..]),
-            ("tests/guests/Cargo.toml", "wasm32-wasip2", &["probe"]),
-            ("plugins/Cargo.toml", "wasm32-wasip1", &["report", "alert"]),
-            ("plugins/Cargo.toml", "wasm32-wasip2", &["tidy"]),
-        ] {
-            cargo_build(&root.join(manifest), target, packages);
+        // Toolchains first (wasm targets, clang + wasi-libc, Zig), if missing,
+        // so the suite runs on a machine with only the stable Rust toolchain.
+        let output = Command::new("bash").arg(root.join(".ci/install-toolchains")).output().expect("running bash");
+        assert!(output.status.success(), "installing the guest toolchains failed:\n{}", describe(&output));
+        for target in ["wasm32-wasip1", "wasm32-wasip2"] {
+            cargo_build(&root.join("tests/guests/Cargo.toml"), target);
         }
+        // The example plugins, in every language, as `cargo xtask plugins` builds them.
+        let output =
+            Command::new("bash").arg(root.join("plugins/build.sh")).output().expect("running plugins/build.sh");
+        assert!(output.status.success(), "building the example plugins failed:\n{}", describe(&output));
         let target = root.join("tests/guests/target");
         Guests {
             probe_p1: target.join("wasm32-wasip1/release/probe.wasm"),
@@ -47,25 +50,11 @@ pub fn guests() -> &'static Guests {
     })
 }
 
-/// Adds a rustup target if this toolchain lacks it, so the suite runs on a
-/// machine with only the stable toolchain.
-fn ensure_target(target: &str) {
-    let sysroot = Command::new("rustc").args(["--print", "sysroot"]).output().expect("running rustc");
-    let sysroot = String::from_utf8(sysroot.stdout).unwrap();
-    if Path::new(sysroot.trim()).join("lib/rustlib").join(target).exists() {
-        return;
-    }
-    let status = Command::new("rustup").args(["target", "add", target]).status().expect("running rustup");
-    assert!(status.success(), "`rustup target add {target}` failed");
-}
-
-fn cargo_build(manifest: &Path, target: &str, packages: &[&str]) {
-    ensure_target(target);
+fn cargo_build(manifest: &Path, target: &str) {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let output = Command::new(cargo)
         .args(["build", "--quiet", "--release", "--target", target, "--manifest-path"])
         .arg(manifest)
-        .args(packages.iter().flat_map(|p| ["--package", p]))
         // The declarations name paths under each workspace's own target/.
         .env_remove("CARGO_TARGET_DIR")
         .env_remove("CARGO_BUILD_TARGET")

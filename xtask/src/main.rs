@@ -4,17 +4,14 @@
 //!                       bundled jobs.d, and start the host on it
 //!   cargo xtask plugins build the example plugins only
 //!
-//! Missing wasm targets are added with rustup first, so `start` works on a
-//! fresh machine with only the stable toolchain.
+//! Missing toolchains (wasm targets, clang and wasi-libc, Zig) are
+//! installed first by `.ci/install-toolchains`, so `start` works on a fresh
+//! machine with only the stable Rust toolchain.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 use anyhow::{Context, Result, bail};
-
-/// Each example plugin's target: WASI command modules for preview 1, job
-/// world components for preview 2.
-const PLUGINS: &[(&str, &[&str])] = &[("wasm32-wasip1", &["report", "alert"]), ("wasm32-wasip2", &["tidy"])];
 
 fn main() -> ExitCode {
     let task = std::env::args().nth(1).unwrap_or_else(|| "help".into());
@@ -54,27 +51,13 @@ fn run(command: &mut Command) -> Result<()> {
     Ok(())
 }
 
-/// Adds a rustup target if this toolchain does not have it yet.
-fn ensure_target(target: &str) -> Result<()> {
-    let sysroot = Command::new("rustc").args(["--print", "sysroot"]).output().context("running rustc")?;
-    let sysroot = String::from_utf8(sysroot.stdout)?.trim().to_owned();
-    if Path::new(&sysroot).join("lib/rustlib").join(target).exists() {
-        return Ok(());
-    }
-    eprintln!("xtask: adding the {target} target with rustup");
-    run(Command::new("rustup").args(["target", "add", target]))
-}
-
+/// Installs missing toolchains, then builds every example plugin into the
+/// paths jobs.d names.
 fn build_plugins() -> Result<()> {
-    for (target, packages) in PLUGINS {
-        ensure_target(target)?;
-        eprintln!("xtask: building {} for {target}", packages.join(", "));
-        let mut build = cargo();
-        build.args(["build", "--release", "--target", target, "--manifest-path", "plugins/Cargo.toml"]);
-        build.args(packages.iter().flat_map(|p| ["--package", p]));
-        run(&mut build)?;
-    }
-    Ok(())
+    eprintln!("xtask: checking the plugins' toolchains");
+    run(Command::new("bash").arg(repo_root().join(".ci/install-toolchains")))?;
+    eprintln!("xtask: building the example plugins");
+    run(Command::new("bash").arg(repo_root().join("plugins/build.sh")))
 }
 
 fn start() -> Result<()> {

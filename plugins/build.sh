@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Builds the example plugins into the paths their declarations in jobs.d
+# name: Rust ones under plugins/target/, the others under plugins/*/build/.
+# Usage: plugins/build.sh [PLUGIN ...]   (default: all of them)
+# Toolchains: .ci/install-toolchains installs any that are missing.
+set -euo pipefail
+cd "$(dirname "$0")"
+# The declarations name paths under this workspace's own target/.
+unset CARGO_TARGET_DIR CARGO_BUILD_TARGET
+
+missing() {
+    echo "plugins/build.sh: $1 is not installed; run .ci/install-toolchains (or: $2)" >&2
+    exit 1
+}
+
+build() {
+    case "$1" in
+    report | alert)
+        cargo build --quiet --release --target wasm32-wasip1 --package "$1" ;;
+    tidy)
+        cargo build --quiet --release --target wasm32-wasip2 --package tidy ;;
+    c-report)
+        command -v clang >/dev/null && [ -d /usr/include/wasm32-wasi ] ||
+            missing "clang with wasi-libc" "apt-get install clang lld wasi-libc libclang-rt-dev-wasm32"
+        mkdir -p c-report/build
+        clang --target=wasm32-wasi -O2 -o c-report/build/report.wasm c-report/report.c ;;
+    zig-alert)
+        python3 -m ziglang version >/dev/null 2>&1 || missing "Zig" "pip install ziglang==0.14.1"
+        mkdir -p zig-alert/build
+        (cd zig-alert && python3 -m ziglang build-exe -target wasm32-wasi -O ReleaseSmall \
+            -femit-bin=build/alert.wasm alert.zig && rm -f build/alert.wasm.o) ;;
+    *)
+        echo "plugins/build.sh: no plugin named $1" >&2
+        exit 2 ;;
+    esac
+}
+
+plugins=("$@")
+[ ${#plugins[@]} -gt 0 ] || plugins=(report alert tidy c-report zig-alert)
+for plugin in "${plugins[@]}"; do
+    build "$plugin"
+done
