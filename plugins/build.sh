@@ -29,6 +29,16 @@ build() {
         mkdir -p zig-alert/build
         (cd zig-alert && python3 -m ziglang build-exe -target wasm32-wasi -O ReleaseSmall \
             -femit-bin=build/alert.wasm alert.zig && rm -f build/alert.wasm.o) ;;
+    as-check)
+        command -v npm >/dev/null || missing "Node.js and npm" "apt-get install nodejs npm"
+        (cd as-check && { [ -d node_modules ] || npm ci --no-audit --no-fund --silent; } && npm run --silent build) ;;
+    py-prune)
+        command -v componentize-py >/dev/null || missing "componentize-py" "pip install componentize-py==0.25.1"
+        mkdir -p py-prune/build
+        (cd py-prune && componentize-py -d ../../sdk/wit -w job componentize app -o build/prune.wasm >/dev/null) ;;
+    js-followup)
+        command -v npm >/dev/null || missing "Node.js and npm" "apt-get install nodejs npm"
+        (cd js-followup && { [ -d node_modules ] || npm ci --no-audit --no-fund --silent; } && npm run --silent build >/dev/null) ;;
     *)
         echo "plugins/build.sh: no plugin named $1" >&2
         exit 2 ;;
@@ -36,7 +46,7 @@ build() {
 }
 
 plugins=("$@")
-[ ${#plugins[@]} -gt 0 ] || plugins=(report alert tidy c-report zig-alert)
+[ ${#plugins[@]} -gt 0 ] || plugins=(report alert tidy c-report zig-alert as-check py-prune js-followup)
 for plugin in "${plugins[@]}"; do
     build "$plugin"
 done

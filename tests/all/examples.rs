@@ -1,5 +1,6 @@
-//! The bundled `jobs.d` and the example plugins: everything checks, and
-//! every bundled job runs to its expected result.
+//! The bundled `jobs.d` and the example plugins, one or more per language
+//! (Rust, C, Zig, AssemblyScript, Python, JavaScript): everything checks,
+//! and every bundled job runs to its expected result.
 
 use crate::support::{describe, guests, repo_root, text, wasmcron};
 
@@ -13,7 +14,8 @@ fn bundled_jobs_pass_check() {
     let state = tempfile::tempdir().unwrap();
     let output = bundled(&["check"], state.path());
     assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
-    for job in ["alert", "c-report", "heartbeat", "report", "tidy", "zig-alert"] {
+    for job in ["alert", "as-check", "c-report", "heartbeat", "js-followup", "py-prune", "report", "tidy", "zig-alert"]
+    {
         assert!(text(&output.stdout).contains(&format!("ok     {job}")), "{}", describe(&output));
     }
 }
@@ -80,4 +82,54 @@ fn the_zig_alert_passes_under_its_threshold_and_fails_over_it() {
         assert!(captured.contains(expected), "{record}");
         assert!(record["fuel_used"].as_u64().unwrap() > 0, "the declaration meters fuel");
     }
+}
+
+/// Runs a bundled job once with `payload`; returns its record.
+fn once_with(job: &str, payload: &str, state: &std::path::Path) -> serde_json::Value {
+    let file = state.join(format!("{job}-payload.txt"));
+    std::fs::write(&file, payload).unwrap();
+    let output = bundled(&["once", job, "--json", "--payload", file.to_str().unwrap()], state);
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|_| panic!("no record: {}", describe(&output)))
+}
+
+#[test]
+fn the_assemblyscript_check_fails_over_its_limit() {
+    let state = tempfile::tempdir().unwrap();
+    let record = once_with("as-check", "12", state.path());
+    assert_eq!(record["status"], "succeeded", "{record}");
+    assert_eq!(record["stdout"], "as-check: queue depth 12 (limit 1000)\n");
+    let record = once_with("as-check", "1500", state.path());
+    assert_eq!((record["status"].as_str(), record["exit_code"].as_i64()), (Some("failed"), Some(1)), "{record}");
+    assert!(record["stderr"].as_str().unwrap().contains("ALERT: queue depth 1500 is above 1000"), "{record}");
+}
+
+#[test]
+fn the_python_job_keeps_a_window_in_key_value_state() {
+    let state = tempfile::tempdir().unwrap();
+    for kept in 1..=3 {
+        let record = once_with("py-prune", "", state.path());
+        assert_eq!(record["status"], "succeeded", "{record}");
+        let expected = format!("py-prune: kept {kept} of {kept} entries (attempt 1, manual)\n");
+        assert_eq!(record["stdout"], expected.as_str(), "the store remembers earlier runs");
+        assert!(record["stderr"].as_str().unwrap().contains("[info] pruned old entries"), "{record}");
+    }
+}
+
+#[test]
+fn the_javascript_job_fans_out_with_enqueue() {
+    let state = tempfile::tempdir().unwrap();
+    let record = once_with("js-followup", "heartbeat\nreport\n", state.path());
+    assert_eq!(record["status"], "succeeded", "{record}");
+    assert_eq!(record["stdout"], "js-followup: queued 2 of 2 follow-ups\n");
+    let parent = record["id"].as_i64().unwrap();
+    let output = bundled(&["runs", "--status", "pending", "--json"], state.path());
+    let pending: Vec<serde_json::Value> = serde_json::from_slice(&output.stdout).unwrap();
+    let mut queued: Vec<&str> = pending.iter().map(|r| r["job"].as_str().unwrap()).collect();
+    queued.sort();
+    assert_eq!(queued, ["heartbeat", "report"]);
+    assert!(pending.iter().all(|r| r["parent_run"].as_i64() == Some(parent)), "{pending:?}");
+
+    let record = once_with("js-followup", "nowhere", state.path());
+    assert_eq!(record["status"], "failed", "{record}");
+    assert_eq!(record["error"], "nowhere: no job named \"nowhere\" is declared");
 }

@@ -1,0 +1,17 @@
+// Builds app.js into a component of the wasmcron job world with
+// componentize-js. The WIT is passed as text: its wasm-sandboxed tools
+// cannot open a folder outside the working directory.
+import { componentize } from "@bytecodealliance/componentize-js";
+import { mkdir, readFile, writeFile } from "node:fs/promises";
+import { fileURLToPath } from "node:url";
+
+const here = (path) => fileURLToPath(new URL(path, import.meta.url));
+const { component } = await componentize({
+  sourcePath: here("app.js"),
+  witWorld: await readFile(here("../../sdk/wit/job.wit"), "utf8"),
+  worldName: "job",
+  // No network in the sandbox: leave out the fetch and HTTP support.
+  disableFeatures: ["http", "fetch-event"],
+});
+await mkdir(here("build"), { recursive: true });
+await writeFile(here("build/followup.wasm"), component);
