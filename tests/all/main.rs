@@ -10,6 +10,7 @@ mod declarations;
 mod examples;
 mod hostile;
 mod reload;
+mod scaffold;
 mod scheduler;
 mod support;
 mod world;

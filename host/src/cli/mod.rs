@@ -7,6 +7,7 @@
 
 mod check;
 mod jobs;
+mod new;
 mod next;
 mod once;
 mod pause;
@@ -71,6 +72,8 @@ pub enum Command {
     Pause(pause::Args),
     /// Let a paused job fire again.
     Resume(pause::Args),
+    /// Scaffold a job in a language: source, build script, declaration.
+    New(new::Args),
 }
 
 impl Command {
@@ -96,6 +99,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Logs(args) => runs::logs(&cli.globals, args),
         Command::Pause(args) => pause::run(&cli.globals, args, true),
         Command::Resume(args) => pause::run(&cli.globals, args, false),
+        Command::New(args) => new::run(&cli.globals, args),
     }
 }
 
