@@ -72,3 +72,18 @@ fn enqueue_of_an_unknown_job_is_an_error_for_the_guest_not_a_trap() {
     assert_eq!(record["status"], "failed", "{record}");
     assert_eq!(record["error"], "no job named \"nowhere\" is declared", "the guest's own error, no trap");
 }
+
+#[test]
+fn sandbox_limits_apply_to_job_world_guests_too() {
+    let sandbox = Sandbox::new();
+    let tidy = toml_path(&guests().tidy);
+    sandbox.declare("starved", &format!("module = {tidy}\n[limits]\nfuel = 1000"));
+    sandbox.declare("quiet", &format!("module = {tidy}\nenv = {{ BACKLOG = \"10\" }}\n[limits]\noutput = \"16B\""));
+    let (record, code) = sandbox.once_json("starved");
+    assert_eq!((record["status"].as_str(), code), (Some("out_of_fuel"), 1), "{record}");
+    assert_eq!(record["fuel_used"], 1000);
+    let (record, _) = sandbox.once_json("quiet");
+    assert_eq!(record["status"], "succeeded", "{record}");
+    assert!(record["output_dropped"].as_u64().unwrap() > 0, "{record}");
+    assert!(record["stdout"].as_str().unwrap().contains("[wasmcron: output truncated"), "{record}");
+}
