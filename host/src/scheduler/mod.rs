@@ -9,10 +9,12 @@
 //! channel. Everything a fire decides is written through the store before
 //! it takes effect, so a crash loses no accepted run.
 
+mod fire;
 mod policy;
 mod recover;
 mod reload;
 mod task;
+mod timer;
 
 use std::collections::{BTreeMap, BinaryHeap, VecDeque};
 use std::sync::Arc;
@@ -25,7 +27,7 @@ pub use policy::{CatchUpPlan, MAX_MISSED_RECORDS, plan_catch_up, retry_allowed, 
 pub use reload::ReloadConfig;
 
 use crate::clock::Clock;
-use crate::config::{JobSpec, Overlap};
+use crate::config::JobSpec;
 use crate::jobhost::{Enqueue, Queue, StoreJobHost, enqueued};
 use crate::record::{RunStatus, Trigger};
 use crate::registry::LoadedJob;
@@ -33,6 +35,7 @@ use crate::runtime::{CompiledJob, JobHost, RunControl, RunOutcome, Runtime};
 use crate::store::{NewRun, PendingRun, Retention, StoreHandle};
 use task::Completion;
 pub use task::finished;
+use timer::{Timer, TimerKind};
 
 /// Knobs of `wasmcron run`.
 #[derive(Debug, Clone)]
@@ -88,45 +91,6 @@ impl JobSlot {
         !self.active.is_empty() || self.waiting > 0
     }
 }
-
-enum TimerKind {
-    /// The job's fire due at the given nominal instant.
-    Fire {
-        job: String,
-        nominal: DateTime<Utc>,
-        generation: u64,
-    },
-    /// A pending run (a delayed retry) whose time has come.
-    Start(PendingRun),
-    Prune,
-}
-
-/// A heap entry, ordered so the earliest (then the first added) pops first.
-struct Timer {
-    at: DateTime<Utc>,
-    seq: u64,
-    kind: TimerKind,
-}
-
-impl Ord for Timer {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        (other.at, other.seq).cmp(&(self.at, self.seq))
-    }
-}
-
-impl PartialOrd for Timer {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl PartialEq for Timer {
-    fn eq(&self, other: &Self) -> bool {
-        (self.at, self.seq) == (other.at, other.seq)
-    }
-}
-
-impl Eq for Timer {}
 
 pub struct Scheduler {
     runtime: Arc<Runtime>,
@@ -280,59 +244,6 @@ impl Scheduler {
         Ok(())
     }
 
-    /// The overlap policy's answer to a fire of `job`.
-    fn decide(&mut self, job: &str, nominal: DateTime<Utc>) -> Option<Fire> {
-        let slot = self.jobs.get_mut(job)?;
-        let action = match (slot.busy(), slot.spec.overlap) {
-            (false, _) | (true, Overlap::Allow) => Action::Start,
-            (true, Overlap::Skip) => Action::Skip("the previous run was still going (overlap = \"skip\")"),
-            (true, Overlap::Queue) if slot.queued.is_some() => {
-                Action::Skip("a run was already queued behind the running one (overlap = \"queue\")")
-            }
-            (true, Overlap::Queue) => Action::Queue,
-            (true, Overlap::Replace) => Action::Replace,
-        };
-        Some(Fire { job: job.to_owned(), nominal, action })
-    }
-
-    /// Writes the fires' rows (one store round trip), then acts on them.
-    async fn record_fires(&mut self, fires: Vec<Fire>) -> anyhow::Result<()> {
-        let now = self.clock.now();
-        let written = self
-            .store
-            .call(move |store| {
-                store.transaction(|store| {
-                    let mut written = Vec::with_capacity(fires.len());
-                    for fire in fires {
-                        let paused = store.job_state(&fire.job)?.paused;
-                        store.set_last_fire(&fire.job, fire.nominal)?;
-                        let run = if paused { None } else { Some(fire.write(store, now)?) };
-                        written.push((fire, run));
-                    }
-                    Ok(written)
-                })
-            })
-            .await?;
-        for (fire, run) in written {
-            let Some(run) = run else { continue };
-            let Some(slot) = self.jobs.get_mut(&fire.job) else { continue };
-            match fire.action {
-                Action::Skip(reason) => tracing::info!(job = %fire.job, run_id = run.id, reason, "fire skipped"),
-                Action::Queue => slot.queued = Some(run),
-                Action::Replace => {
-                    for (run_id, control) in &slot.active {
-                        tracing::info!(job = %fire.job, run_id, "cancelling the running run (overlap = \"replace\")");
-                        control.cancel();
-                    }
-                    self.make_ready(run);
-                }
-                Action::Start => self.make_ready(run),
-            }
-        }
-        Ok(())
-    }
-
-    /// A guest's `enqueue`: record the run, then start it in due course.
     async fn on_enqueue(&mut self, request: Enqueue) -> anyhow::Result<()> {
         if !self.jobs.contains_key(&request.job) {
             let _ = request.reply.send(Err(format!("no job named {:?} is loaded", request.job)));
@@ -444,52 +355,6 @@ impl Scheduler {
         Ok(())
     }
 }
-
-enum Action {
-    Start,
-    Skip(&'static str),
-    Queue,
-    Replace,
-}
-
-/// One fire and what the overlap policy made of it.
-struct Fire {
-    job: String,
-    nominal: DateTime<Utc>,
-    action: Action,
-}
-
-impl Fire {
-    fn write(&self, store: &crate::store::Store, now: DateTime<Utc>) -> crate::store::Result<PendingRun> {
-        let (status, ended_at, error) = match self.action {
-            Action::Skip(reason) => (RunStatus::Skipped, Some(now), Some(reason.to_owned())),
-            _ => (RunStatus::Pending, None, None),
-        };
-        let run = NewRun {
-            job: &self.job,
-            status,
-            trigger: Trigger::Schedule,
-            attempt: 1,
-            scheduled_for: self.nominal,
-            started_at: None,
-            ended_at,
-            error,
-            module_sha256: None,
-            payload: &[],
-            parent_run: None,
-        };
-        let id = store.insert_run(&run)?;
-        Ok(PendingRun {
-            id,
-            job: self.job.clone(),
-            trigger: Trigger::Schedule,
-            attempt: 1,
-            scheduled_for: self.nominal,
-            payload: Vec::new(),
-        })
-    }
-}
-
 /// A retry to record as a pending run.
 struct NewRetry {
     job: String,

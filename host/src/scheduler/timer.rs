@@ -1,0 +1,45 @@
+//! The scheduler's timers: a min-heap entry per fire, delayed retry and
+//! pruning round, ordered by due time and then by insertion.
+
+use chrono::{DateTime, Utc};
+
+use crate::store::PendingRun;
+
+pub(super) enum TimerKind {
+    /// The job's fire due at the given nominal instant.
+    Fire {
+        job: String,
+        nominal: DateTime<Utc>,
+        generation: u64,
+    },
+    /// A pending run (a delayed retry) whose time has come.
+    Start(PendingRun),
+    Prune,
+}
+
+/// A heap entry, ordered so the earliest (then the first added) pops first.
+pub(super) struct Timer {
+    pub at: DateTime<Utc>,
+    pub seq: u64,
+    pub kind: TimerKind,
+}
+
+impl Ord for Timer {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (other.at, other.seq).cmp(&(self.at, self.seq))
+    }
+}
+
+impl PartialOrd for Timer {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl PartialEq for Timer {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at, self.seq) == (other.at, other.seq)
+    }
+}
+
+impl Eq for Timer {}
