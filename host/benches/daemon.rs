@@ -73,19 +73,7 @@ fn throughput(runtime: &Arc<Runtime>, runs: usize, max_running: usize) -> f64 {
     store
         .transaction(|s| {
             for _ in 0..runs {
-                s.insert_run(&NewRun {
-                    job: "hello",
-                    status: RunStatus::Pending,
-                    trigger: Trigger::Manual,
-                    attempt: 1,
-                    scheduled_for: now,
-                    started_at: None,
-                    ended_at: None,
-                    error: None,
-                    module_sha256: None,
-                    payload: b"",
-                    parent_run: None,
-                })?;
+                s.insert_run(&NewRun::new("hello", RunStatus::Pending, Trigger::Manual, now))?;
             }
             Ok(())
         })

@@ -95,17 +95,5 @@ impl JobHost for StoreJobHost {
 
 /// The pending row of an enqueued run.
 pub fn enqueued<'a>(job: &'a str, payload: &'a [u8], at: chrono::DateTime<Utc>, parent_run: i64) -> NewRun<'a> {
-    NewRun {
-        job,
-        status: RunStatus::Pending,
-        trigger: Trigger::Manual,
-        attempt: 1,
-        scheduled_for: at,
-        started_at: None,
-        ended_at: None,
-        error: None,
-        module_sha256: None,
-        payload,
-        parent_run: Some(parent_run),
-    }
+    NewRun { payload, parent_run: Some(parent_run), ..NewRun::new(job, RunStatus::Pending, Trigger::Manual, at) }
 }

@@ -226,19 +226,7 @@ async fn abandoned_runs_are_retried_and_pending_ones_resumed() {
     let store = world.store();
     let insert = |status, attempt| {
         store
-            .insert_run(&NewRun {
-                job: "work",
-                status,
-                trigger: Trigger::Manual,
-                attempt,
-                scheduled_for: at("2026-11-23T23:00:00Z"),
-                started_at: None,
-                ended_at: None,
-                error: None,
-                module_sha256: None,
-                payload: b"",
-                parent_run: None,
-            })
+            .insert_run(&NewRun { attempt, ..NewRun::new("work", status, Trigger::Manual, at("2026-11-23T23:00:00Z")) })
             .unwrap()
     };
     let crashed = insert(Running, 1);

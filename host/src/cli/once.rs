@@ -57,17 +57,9 @@ pub fn run(globals: &Globals, args: Args) -> anyhow::Result<ExitCode> {
 
     let started_at = Utc::now();
     let run_id = store.insert_run(&NewRun {
-        job: &spec.name,
-        status: RunStatus::Running,
-        trigger: Trigger::Manual,
-        attempt: 1,
-        scheduled_for: started_at,
         started_at: Some(started_at),
-        ended_at: None,
-        error: None,
         module_sha256: Some(&compiled.sha256),
-        payload: &[],
-        parent_run: None,
+        ..NewRun::new(&spec.name, RunStatus::Running, Trigger::Manual, started_at)
     })?;
     let context = RunContext {
         run_id,

@@ -83,19 +83,7 @@ impl Fire {
             Action::Skip(reason) => (RunStatus::Skipped, Some(now), Some(reason.to_owned())),
             _ => (RunStatus::Pending, None, None),
         };
-        let run = NewRun {
-            job: &self.job,
-            status,
-            trigger: Trigger::Schedule,
-            attempt: 1,
-            scheduled_for: self.nominal,
-            started_at: None,
-            ended_at,
-            error,
-            module_sha256: None,
-            payload: &[],
-            parent_run: None,
-        };
+        let run = NewRun { ended_at, error, ..NewRun::new(&self.job, status, Trigger::Schedule, self.nominal) };
         let id = store.insert_run(&run)?;
         Ok(PendingRun {
             id,

@@ -366,17 +366,9 @@ struct NewRetry {
 impl NewRetry {
     fn write(self, store: &crate::store::Store) -> crate::store::Result<PendingRun> {
         let id = store.insert_run(&NewRun {
-            job: &self.job,
-            status: RunStatus::Pending,
-            trigger: Trigger::Retry,
             attempt: self.attempt,
-            scheduled_for: self.at,
-            started_at: None,
-            ended_at: None,
-            error: None,
-            module_sha256: None,
             payload: &self.payload,
-            parent_run: None,
+            ..NewRun::new(&self.job, RunStatus::Pending, Trigger::Retry, self.at)
         })?;
         Ok(PendingRun {
             id,

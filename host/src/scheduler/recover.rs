@@ -127,17 +127,5 @@ fn insert(
     ended_at: Option<DateTime<Utc>>,
     error: Option<String>,
 ) -> crate::store::Result<i64> {
-    store.insert_run(&NewRun {
-        job,
-        status,
-        trigger,
-        attempt: 1,
-        scheduled_for,
-        started_at: None,
-        ended_at,
-        error,
-        module_sha256: None,
-        payload: &[],
-        parent_run: None,
-    })
+    store.insert_run(&NewRun { ended_at, error, ..NewRun::new(job, status, trigger, scheduled_for) })
 }

@@ -27,6 +27,26 @@ pub struct NewRun<'a> {
     pub parent_run: Option<i64>,
 }
 
+impl<'a> NewRun<'a> {
+    /// A first attempt of `job` due at `scheduled_for`, with nothing else
+    /// known yet; set the other fields with struct update syntax.
+    pub fn new(job: &'a str, status: RunStatus, trigger: Trigger, scheduled_for: DateTime<Utc>) -> Self {
+        NewRun {
+            job,
+            status,
+            trigger,
+            attempt: 1,
+            scheduled_for,
+            started_at: None,
+            ended_at: None,
+            error: None,
+            module_sha256: None,
+            payload: &[],
+            parent_run: None,
+        }
+    }
+}
+
 /// How a run ended, to be written over its row.
 #[derive(Debug, Clone)]
 pub struct Finished {

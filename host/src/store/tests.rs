@@ -11,19 +11,7 @@ fn at(text: &str) -> DateTime<Utc> {
 }
 
 fn new_run(job: &str, status: RunStatus, scheduled_for: DateTime<Utc>) -> NewRun<'_> {
-    NewRun {
-        job,
-        status,
-        trigger: Trigger::Schedule,
-        attempt: 1,
-        scheduled_for,
-        started_at: None,
-        ended_at: None,
-        error: None,
-        module_sha256: None,
-        payload: b"",
-        parent_run: None,
-    }
+    NewRun::new(job, status, Trigger::Schedule, scheduled_for)
 }
 
 fn finished(status: RunStatus, ended_at: DateTime<Utc>) -> Finished {
