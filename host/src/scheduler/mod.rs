@@ -282,7 +282,9 @@ impl Scheduler {
         while self.running < self.config.max_running {
             let Some(run) = self.ready.pop_front() else { return };
             let Some(slot) = self.jobs.get_mut(&run.job) else { continue };
-            slot.waiting -= 1;
+            // Saturating: a job removed and declared again gets a fresh slot,
+            // while runs queued for its old one may still be in line.
+            slot.waiting = slot.waiting.saturating_sub(1);
             let control = RunControl::new(slot.spec.limits.timeout);
             slot.active.insert(run.id, control.clone());
             self.running += 1;
