@@ -118,3 +118,23 @@ fn next_rejects_bad_input_with_the_fix() {
         assert!(text(&output.stderr).contains(expected), "{args:?}: {}", describe(&output));
     }
 }
+
+#[test]
+fn bench_measures_a_job_without_recording_runs() {
+    let sandbox = Sandbox::new();
+    sandbox.add_fixture("hello.wat");
+    sandbox.add_fixture("exit3.wat");
+    let output = sandbox.wasmcron(&["bench", "--job", "hello", "-n", "3", "--json"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!((report["runs"].as_u64(), report["failures"].as_u64()), (Some(3), Some(0)), "{report}");
+    assert!(report["fuel_used"].as_u64().unwrap() > 0, "fuel is counted even for an unmetered job: {report}");
+    assert_eq!(report["output_bytes"], 16, "\"hello from wasm\\n\"");
+    let (min, max) = (report["run_ms"]["min"].as_f64().unwrap(), report["run_ms"]["max"].as_f64().unwrap());
+    assert!(0.0 < min && min <= max, "{report}");
+    assert!(!sandbox.state().join("wasmcron.db").exists(), "bench records nothing");
+
+    let output = sandbox.wasmcron(&["bench", "--job", "exit3", "-n", "2"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(1), "failing runs fail the bench: {}", describe(&output));
+    assert!(text(&output.stdout).contains("exit3: 2 runs, 2 failed"), "{}", describe(&output));
+}

@@ -5,6 +5,7 @@
 //! Exit codes: 0 success, 1 the job or the check failed, 2 usage or
 //! configuration error.
 
+mod bench;
 mod check;
 mod jobs;
 mod new;
@@ -74,6 +75,8 @@ pub enum Command {
     Resume(pause::Args),
     /// Scaffold a job in a language: source, build script, declaration.
     New(new::Args),
+    /// Measure a job's module (run time, fuel, output) to size its limits.
+    Bench(bench::Args),
 }
 
 impl Command {
@@ -100,6 +103,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Pause(args) => pause::run(&cli.globals, args, true),
         Command::Resume(args) => pause::run(&cli.globals, args, false),
         Command::New(args) => new::run(&cli.globals, args),
+        Command::Bench(args) => bench::run(&cli.globals, args),
     }
 }
 
