@@ -10,9 +10,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
 use wasmcron::config::JobSpec;
-use wasmcron::record::Trigger;
 use wasmcron::runtime::{CompiledJob, EPOCH_TICK, RunContext, RunControl, RunOutcome, Runtime};
 
 fn fixture(name: &str) -> PathBuf {
@@ -34,15 +32,7 @@ impl Bench {
 
     /// Runs once; `cancel_after` cancels the run that long after it starts.
     fn run(&self, compiled: &CompiledJob, job: &JobSpec, cancel_after: Option<Duration>) -> (RunOutcome, Duration) {
-        let context = RunContext {
-            run_id: 1,
-            attempt: 1,
-            scheduled_at: Utc::now(),
-            trigger: Trigger::Manual,
-            payload: Vec::new(),
-            echo: false,
-            host: None,
-        };
+        let context = RunContext::manual(1, Vec::new());
         let control = RunControl::new(Duration::from_secs(600));
         self.tokio.block_on(async {
             let started = Instant::now();

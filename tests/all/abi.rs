@@ -4,10 +4,8 @@
 
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
 use sha2::{Digest, Sha256};
 use wasmcron::config::JobSpec;
-use wasmcron::record::Trigger;
 use wasmcron::runtime::{EPOCH_TICK, RunContext, RunControl, RunOutcome, Runtime};
 
 use crate::support::{Sandbox, fixture, guests, toml_path};
@@ -114,15 +112,7 @@ fn cancel_stops_a_tight_loop_within_a_few_ticks() {
         let compiled = runtime.compile(&bytes, metered).unwrap();
         let mut job = JobSpec::for_bare_module("spin".into(), fixture("spin.wat"));
         job.limits.fuel = metered.then_some(u64::MAX / 2);
-        let context = RunContext {
-            run_id: 1,
-            attempt: 1,
-            scheduled_at: Utc::now(),
-            trigger: Trigger::Manual,
-            payload: Vec::new(),
-            echo: false,
-            host: None,
-        };
+        let context = RunContext::manual(1, Vec::new());
         let control = RunControl::new(Duration::from_secs(60));
         let (outcome, after_cancel) = tokio.block_on(async {
             let canceller = control.clone();

@@ -7,12 +7,10 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use chrono::Utc;
 use serde::Serialize;
 
 use super::Globals;
 use crate::config::{self, JobSpec};
-use crate::record::Trigger;
 use crate::registry;
 use crate::runtime::{CompiledJob, RunContext, RunControl, RunOutcome, Runtime};
 
@@ -111,18 +109,6 @@ fn ms(duration: Duration) -> f64 {
     (duration.as_secs_f64() * 1e6).round() / 1e3
 }
 
-fn context(payload: &[u8]) -> RunContext {
-    RunContext {
-        run_id: 0,
-        attempt: 1,
-        scheduled_at: Utc::now(),
-        trigger: Trigger::Manual,
-        payload: payload.to_vec(),
-        echo: false,
-        host: None,
-    }
-}
-
 /// What one run measured.
 struct Measured {
     outcome: RunOutcome,
@@ -133,7 +119,9 @@ struct Measured {
 
 async fn measure(runtime: &Runtime, compiled: &CompiledJob, spec: &JobSpec, payload: &[u8]) -> Measured {
     let started = Instant::now();
-    let report = runtime.run(compiled, spec, &context(payload), &RunControl::new(spec.limits.timeout)).await;
+    let report = runtime
+        .run(compiled, spec, &RunContext::manual(0, payload.to_vec()), &RunControl::new(spec.limits.timeout))
+        .await;
     Measured {
         took: started.elapsed(),
         output: (report.stdout.len() + report.stderr.len()) as u64 + report.output_dropped,

@@ -40,6 +40,21 @@ pub struct RunContext {
     pub host: Option<Arc<dyn JobHost>>,
 }
 
+impl RunContext {
+    /// A first, manual run due now, with `payload`, no echo and no job-world host.
+    pub fn manual(run_id: i64, payload: Vec<u8>) -> Self {
+        RunContext {
+            run_id,
+            attempt: 1,
+            scheduled_at: Utc::now(),
+            trigger: Trigger::Manual,
+            payload,
+            echo: false,
+            host: None,
+        }
+    }
+}
+
 /// What a run produced.
 #[derive(Debug, Clone)]
 pub struct RunReport {
