@@ -31,7 +31,7 @@ use wasmtime_wasi::p1::WasiP1Ctx;
 pub use cache::{CompileCache, Provenance};
 pub use compile::{CompileError, CompiledJob, hex};
 pub use control::{RunControl, StopReason};
-pub use engine::EPOCH_TICK;
+pub use engine::{EPOCH_TICK, tuned_pool};
 pub use outcome::RunOutcome;
 pub use run::{RunContext, RunReport};
 pub use world::{HostFuture, JobHost, MAX_KEY, MAX_VALUE};
