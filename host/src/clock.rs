@@ -6,6 +6,9 @@
 use chrono::{DateTime, Utc};
 use tokio::time::Instant;
 
+/// The resolution of tokio's timer.
+const TIMER_TICK: std::time::Duration = std::time::Duration::from_millis(1);
+
 #[derive(Debug, Clone)]
 pub enum Clock {
     System,
@@ -30,8 +33,33 @@ impl Clock {
     /// Sleeps until the clock reads `at` (returns at once if it already does).
     /// After a wall-clock jump the caller simply finds less or more due.
     pub async fn sleep_until(&self, at: DateTime<Utc>) {
-        if let Ok(wait) = (at - self.now()).to_std() {
-            tokio::time::sleep(wait).await;
+        let Ok(wait) = (at - self.now()).to_std() else { return };
+        if matches!(self, Clock::Virtual { .. }) {
+            return tokio::time::sleep(wait).await;
+        }
+        // tokio's timer counts whole milliseconds and rounds up, which
+        // would make every fire up to 1 ms late. Sleep on it to within a
+        // tick of `at`, then the rest on this thread, which the OS wakes
+        // within microseconds. The blocking part is under a millisecond.
+        if let Some(coarse) = wait.checked_sub(TIMER_TICK) {
+            tokio::time::sleep(coarse).await;
+        }
+        if let Ok(rest) = (at - self.now()).to_std() {
+            std::thread::sleep(rest);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_system_clock_never_wakes_early() {
+        for micros in [0, 300, 1_500, 4_000] {
+            let at = Utc::now() + chrono::Duration::microseconds(micros);
+            Clock::System.sleep_until(at).await;
+            assert!(Utc::now() >= at, "woke before {at} (asked for {micros} µs)");
         }
     }
 }
