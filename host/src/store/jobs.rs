@@ -41,10 +41,8 @@ impl Store {
     pub fn job_state(&self, job: &str) -> Result<JobState> {
         let state = self
             .conn
-            .query_row(&format!("SELECT {STATE_COLUMNS} FROM job_state WHERE job = ?1"), [job], |row| {
-                state_from_row(row, 0)
-            })
-            .optional()
+            .prepare_cached(&format!("SELECT {STATE_COLUMNS} FROM job_state WHERE job = ?1"))
+            .and_then(|mut select| select.query_row([job], |row| state_from_row(row, 0)).optional())
             .map_err(|e| self.sqlite(e))?;
         Ok(state.unwrap_or_default())
     }
@@ -87,11 +85,11 @@ impl Store {
     /// Records that `job`'s fire at `fire` was dealt with (run, skipped or missed).
     pub fn set_last_fire(&self, job: &str, fire: DateTime<Utc>) -> Result<()> {
         self.conn
-            .execute(
+            .prepare_cached(
                 "INSERT INTO job_state (job, last_fire) VALUES (?1, ?2)
                  ON CONFLICT (job) DO UPDATE SET last_fire = excluded.last_fire",
-                params![job, format_time(fire)],
             )
+            .and_then(|mut upsert| upsert.execute(params![job, format_time(fire)]))
             .map_err(|e| self.sqlite(e))?;
         Ok(())
     }
