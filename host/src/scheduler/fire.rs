@@ -43,8 +43,12 @@ impl Scheduler {
                 })
             })
             .await?;
+        let recorded = self.clock.now();
         for (fire, run) in written {
             let Some(run) = run else { continue };
+            if let Some(probe) = self.probe.as_ref().filter(|_| matches!(fire.action, Action::Start)) {
+                probe.note(super::probe::Stage::Recorded, fire.nominal, recorded);
+            }
             let Some(slot) = self.jobs.get_mut(&fire.job) else { continue };
             match fire.action {
                 Action::Skip(reason) => tracing::info!(job = %fire.job, run_id = run.id, reason, "fire skipped"),

@@ -11,6 +11,7 @@
 
 mod fire;
 mod policy;
+mod probe;
 mod recover;
 mod reload;
 mod task;
@@ -24,6 +25,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::mpsc;
 
 pub use policy::{CatchUpPlan, MAX_MISSED_RECORDS, plan_catch_up, retry_allowed, retry_delay};
+pub use probe::{FireProbe, Samples};
 pub use reload::ReloadConfig;
 
 use crate::clock::Clock;
@@ -111,6 +113,7 @@ pub struct Scheduler {
     /// Job-world guests reach the store and `enqueue` through this.
     job_host: Arc<dyn JobHost>,
     enqueues: mpsc::UnboundedReceiver<Enqueue>,
+    probe: Option<Arc<FireProbe>>,
 }
 
 impl Scheduler {
@@ -147,6 +150,7 @@ impl Scheduler {
             reload: None,
             job_host,
             enqueues,
+            probe: None,
         }
     }
 
@@ -154,6 +158,12 @@ impl Scheduler {
     /// as their files change. Without this the job set is fixed.
     pub fn with_reload(mut self, config: ReloadConfig) -> Self {
         self.reload = Some(reload::Reloader::new(config));
+        self
+    }
+
+    /// Times every fire's stages into `probe` (see `FireProbe`).
+    pub fn with_probe(mut self, probe: Arc<FireProbe>) -> Self {
+        self.probe = Some(probe);
         self
     }
 
@@ -220,6 +230,9 @@ impl Scheduler {
                         continue; // the job was removed or rescheduled since
                     }
                     self.schedule_next(&job, nominal);
+                    if let Some(probe) = &self.probe {
+                        probe.note(probe::Stage::Fired, nominal, self.clock.now());
+                    }
                     if let Some(decision) = self.decide(&job, nominal) {
                         fires.push(decision);
                     }
@@ -297,6 +310,7 @@ impl Scheduler {
                 run,
                 control,
                 job_host: self.job_host.clone(),
+                probe: self.probe.clone(),
             };
             tokio::spawn(task.run(self.completed.clone()));
         }

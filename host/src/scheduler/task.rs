@@ -32,15 +32,19 @@ pub(super) struct RunTask {
     pub run: PendingRun,
     pub control: RunControl,
     pub job_host: Arc<dyn JobHost>,
+    pub probe: Option<Arc<super::FireProbe>>,
 }
 
 impl RunTask {
     pub async fn run(self, completed: mpsc::UnboundedSender<Completion>) {
-        let RunTask { runtime, store, clock, spec, compiled, run, control, job_host } = self;
+        let RunTask { runtime, store, clock, spec, compiled, run, control, job_host, probe } = self;
         let started_at = clock.now();
         let sha = compiled.sha256.clone();
         if let Err(error) = store.call(move |s| s.start_run(run.id, started_at, &sha)).await {
             tracing::error!(job = %spec.name, run_id = run.id, %error, "could not mark the run as running");
+        }
+        if let Some(probe) = probe.filter(|_| run.trigger == crate::record::Trigger::Schedule) {
+            probe.note(super::probe::Stage::Started, run.scheduled_for, clock.now());
         }
         let context = RunContext {
             run_id: run.id,
