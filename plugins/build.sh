@@ -15,7 +15,7 @@ missing() {
 
 build() {
     case "$1" in
-    report | alert)
+    report | alert | hash-kernel)
         cargo build --quiet --release --target wasm32-wasip1 --package "$1" ;;
     tidy)
         cargo build --quiet --release --target wasm32-wasip2 --package tidy ;;
@@ -46,7 +46,7 @@ build() {
 }
 
 plugins=("$@")
-[ ${#plugins[@]} -gt 0 ] || plugins=(report alert tidy c-report zig-alert as-check py-prune js-followup)
+[ ${#plugins[@]} -gt 0 ] || plugins=(report alert tidy hash-kernel c-report zig-alert as-check py-prune js-followup)
 for plugin in "${plugins[@]}"; do
     build "$plugin"
 done
