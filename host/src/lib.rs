@@ -8,6 +8,7 @@
 //! reload), `cli`. `schedule`, `store`
 //! and `runtime` are leaves; `record` and `units` are shared vocabulary.
 
+pub mod bench;
 pub mod cli;
 pub mod clock;
 pub mod config;

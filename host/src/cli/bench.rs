@@ -1,7 +1,8 @@
-//! `wasmcron bench --job JOB`: sizes a job's limits. Runs the job's module
-//! N times through the real sandbox — as declared, and once more metered to
-//! count its fuel — and reports run time, fuel and output, without
-//! recording anything in the state database.
+//! `wasmcron bench`: the performance suite (see `crate::bench`), or with
+//! `--job JOB`, a job author's sizing tool: runs the job's module N times
+//! through the real sandbox — as declared, and once more metered to count
+//! its fuel — and reports run time, fuel and output, without recording
+//! anything in the state database.
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -9,22 +10,38 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use serde::Serialize;
 
+use std::path::PathBuf;
+
 use super::Globals;
+use crate::bench::{self, Section};
 use crate::config::{self, JobSpec};
 use crate::registry;
 use crate::runtime::{CompiledJob, RunContext, RunControl, RunOutcome, Runtime};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The job whose module to measure.
+    /// Measure this job's module instead of running the suite.
     #[arg(long)]
-    pub job: String,
-    /// How many runs.
+    pub job: Option<String>,
+    /// With --job: how many runs.
     #[arg(short = 'n', long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub runs: u32,
-    /// A file whose bytes are each run's stdin.
-    #[arg(long, value_name = "FILE")]
-    pub payload: Option<std::path::PathBuf>,
+    /// With --job: a file whose bytes are each run's stdin.
+    #[arg(long, value_name = "FILE", requires = "job")]
+    pub payload: Option<PathBuf>,
+    /// Suite sections to run (comma-separated); all of them by default.
+    #[arg(long, value_enum, value_delimiter = ',', conflicts_with = "job")]
+    pub only: Vec<Section>,
+    /// `max_running` caps for the throughput section (comma-separated);
+    /// by default 1, 4, 16, 64 and 256 (with --quick, 1 and 8).
+    #[arg(long, value_delimiter = ',', conflicts_with = "job", value_parser = clap::value_parser!(u16).range(1..=512))]
+    pub concurrency: Vec<u16>,
+    /// Small sizes, for checking the suite works; the numbers mean little.
+    #[arg(long, conflicts_with = "job")]
+    pub quick: bool,
+    /// The SHA-256 kernel built to wasm, for the `kernel` section.
+    #[arg(long, value_name = "FILE", default_value = "plugins/target/wasm32-wasip1/release/hash-kernel.wasm")]
+    pub kernel: PathBuf,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -58,9 +75,35 @@ struct Limits {
 }
 
 pub fn run(globals: &Globals, args: Args) -> anyhow::Result<ExitCode> {
+    match args.job.clone() {
+        Some(job) => job_bench(globals, &job, args),
+        None => suite(args),
+    }
+}
+
+fn suite(args: Args) -> anyhow::Result<ExitCode> {
+    let options = bench::Options {
+        sections: if args.only.is_empty() { Section::ALL.to_vec() } else { args.only },
+        quick: args.quick,
+        kernel: args.kernel,
+        program: std::env::current_exe().context("locating this program")?,
+        concurrency: args.concurrency.iter().map(|&n| usize::from(n)).collect(),
+    };
+    let report = bench::run(&options, |section| {
+        eprintln!("wasmcron bench: {} …", serde_json::to_value(section).unwrap_or_default().as_str().unwrap_or("?"))
+    })?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", report.to_markdown());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn job_bench(globals: &Globals, job: &str, args: Args) -> anyhow::Result<ExitCode> {
     let loaded = config::load_dir(&globals.jobs).with_context(|| format!("reading {}", globals.jobs.display()))?;
-    let Some(spec) = loaded.jobs.into_iter().find(|j| j.name == args.job) else {
-        bail!("no job named {:?} loads from {}; see `wasmcron check`", args.job, globals.jobs.display());
+    let Some(spec) = loaded.jobs.into_iter().find(|j| j.name == job) else {
+        bail!("no job named {job:?} loads from {}; see `wasmcron check`", globals.jobs.display());
     };
     let payload = match &args.payload {
         Some(path) => std::fs::read(path).with_context(|| format!("--payload {}", path.display()))?,

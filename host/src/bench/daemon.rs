@@ -1,0 +1,322 @@
+//! Sections that run the whole host path: the scheduler actor, the store
+//! thread committing to a real SQLite file, and the sandbox.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, ensure};
+use chrono::Utc;
+use sha2::{Digest, Sha256};
+
+use super::report::{Figure, cpu_time, ms, percentile, spread, us};
+use super::{Sizes, TRIVIAL_WAT};
+use crate::clock::Clock;
+use crate::record::{RunStatus, Trigger};
+use crate::registry::Registry;
+use crate::runtime::{CompileCache, Runtime, hex};
+use crate::scheduler::{FireProbe, ReloadConfig, Scheduler, SchedulerConfig};
+use crate::store::{NewRun, RunFilter, Store, StoreHandle};
+
+/// Runs a host on `jobs` until `done` says stop, checking every 2 ms.
+fn host(
+    runtime: &Arc<Runtime>,
+    jobs: &Path,
+    state: &Path,
+    config: SchedulerConfig,
+    probe: Option<Arc<FireProbe>>,
+    done: impl Fn() -> bool + Send + 'static,
+) -> anyhow::Result<Duration> {
+    let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let registry = Registry::load(runtime, jobs, None)?;
+    ensure!(registry.errors.is_empty(), "bench jobs failed to load: {}", registry.errors[0]);
+    let (store, thread) = StoreHandle::spawn(Store::open(state)?);
+    let mut scheduler = Scheduler::new(runtime.clone(), store, Clock::System, config, registry.jobs);
+    if let Some(probe) = probe {
+        scheduler = scheduler.with_probe(probe);
+    }
+    let started = Instant::now();
+    tokio.block_on(scheduler.run(async move {
+        while !done() {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }))?;
+    let took = started.elapsed();
+    drop(tokio);
+    thread.join().map_err(|_| anyhow::anyhow!("the store thread panicked"))?;
+    Ok(took)
+}
+
+/// Whether `state`'s database still has runs to do; a cheap indexed probe.
+fn runs_left(conn: &rusqlite::Connection) -> bool {
+    conn.prepare_cached("SELECT EXISTS (SELECT 1 FROM runs WHERE status IN ('pending', 'running'))")
+        .and_then(|mut probe| probe.query_row([], |row| row.get(0)))
+        .unwrap_or(true)
+}
+
+/// (a) Trivial runs queued as pending rows, then run and recorded by the
+/// host, at each concurrency cap.
+pub(super) fn throughput(runtime: &Arc<Runtime>, sizes: &Sizes) -> anyhow::Result<Vec<Figure>> {
+    let runs = sizes.throughput_runs;
+    let mut figures = Vec::new();
+    struct Best {
+        rate: f64,
+        max_running: usize,
+        cpu_per_run: f64,
+    }
+    let mut best = Best { rate: 0.0, max_running: 0, cpu_per_run: 0.0 };
+    for &max_running in &sizes.concurrency {
+        let dir = tempfile::tempdir()?;
+        let (jobs, state) = (dir.path().join("jobs"), dir.path().join("state"));
+        std::fs::create_dir(&jobs)?;
+        std::fs::write(jobs.join("trivial.wat"), TRIVIAL_WAT)?;
+        let store = Store::open(&state)?;
+        let now = Utc::now();
+        store.transaction(|s| {
+            for _ in 0..runs {
+                s.insert_run(&NewRun::new("trivial", RunStatus::Pending, Trigger::Manual, now))?;
+            }
+            Ok(())
+        })?;
+        drop(store);
+        let watcher = std::sync::Mutex::new(rusqlite::Connection::open(state.join(crate::store::DATABASE_FILE))?);
+        let cpu = cpu_time();
+        let config = SchedulerConfig { max_running, ..Default::default() };
+        let done = move || !runs_left(&watcher.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
+        let took = host(runtime, &jobs, &state, config, None, done)?;
+        let cpu = cpu_time() - cpu;
+        let succeeded = Store::open(&state)?.runs(&RunFilter {
+            status: Some(RunStatus::Succeeded),
+            limit: u32::MAX,
+            ..Default::default()
+        })?;
+        ensure!(succeeded.len() == runs, "{} of {runs} trivial runs succeeded", succeeded.len());
+        let rate = runs as f64 / took.as_secs_f64();
+        figures.push(
+            Figure::new(
+                format!("throughput.c{max_running}"),
+                format!("throughput, trivial runs queued, run and recorded durably, max_running {max_running}"),
+                rate,
+                "runs/s",
+            )
+            .detail(format!(
+                "{runs} runs in {:.2} s; CPU {:.1} µs per run",
+                took.as_secs_f64(),
+                us(cpu) / runs as f64
+            )),
+        );
+        let cpu_per_run = us(cpu) / runs as f64;
+        if rate > best.rate {
+            best = Best { rate, max_running, cpu_per_run };
+        }
+    }
+    figures.push(
+        Figure::new("throughput.best", "throughput, best of the caps above", best.rate, "runs/s")
+            .at_least(20_000.0)
+            .detail(format!("at max_running {}", best.max_running)),
+    );
+    figures.push(
+        Figure::new(
+            "per_run.end_to_end",
+            "per-run CPU cost end to end (queue, sandbox, durable record), all threads",
+            best.cpu_per_run,
+            "µs",
+        )
+        .detail(format!("at max_running {}, the best throughput above", best.max_running)),
+    );
+    Ok(figures)
+}
+
+/// (b) Jobs on `@every 1s`, all due on the same whole second, timed at
+/// each stage by the scheduler's probe.
+pub(super) fn lateness(runtime: &Arc<Runtime>, sizes: &Sizes) -> anyhow::Result<Vec<Figure>> {
+    let (count, seconds) = (sizes.lateness_jobs, sizes.lateness_seconds);
+    let dir = tempfile::tempdir()?;
+    let (jobs, state) = (dir.path().join("jobs"), dir.path().join("state"));
+    std::fs::create_dir(&jobs)?;
+    std::fs::write(dir.path().join("trivial.wat"), TRIVIAL_WAT)?;
+    for i in 0..count {
+        std::fs::write(
+            jobs.join(format!("job{i:04}.toml")),
+            "module = \"../trivial.wat\"\nschedule = \"@every 1s\"\noverlap = \"allow\"",
+        )?;
+    }
+    let probe = Arc::new(FireProbe::default());
+    let until = Instant::now() + Duration::from_secs(seconds);
+    let config = SchedulerConfig { max_running: 256, ..Default::default() };
+    host(runtime, &jobs, &state, config, Some(probe.clone()), move || Instant::now() >= until)?;
+    let mut samples = probe.take();
+    for stage in [&mut samples.fired, &mut samples.recorded, &mut samples.started] {
+        stage.sort();
+    }
+    ensure!(!samples.fired.is_empty(), "no job fired in {seconds} s");
+    let about = format!("{count} jobs on @every 1s for {seconds} s, max_running 256");
+    Ok(vec![
+        Figure::new(
+            "lateness.fired.p99",
+            format!("fire lateness p99, due → overlap policy applied ({about})"),
+            ms(percentile(&samples.fired, 0.99)),
+            "ms",
+        )
+        .at_most(2.0)
+        .detail(spread(&samples.fired)),
+        Figure::new(
+            "lateness.recorded.p99",
+            "… → run's row committed as pending",
+            ms(percentile(&samples.recorded, 0.99)),
+            "ms",
+        )
+        .detail(spread(&samples.recorded)),
+        Figure::new(
+            "lateness.started.p99",
+            "… → guest's instantiation starting",
+            ms(percentile(&samples.started, 0.99)),
+            "ms",
+        )
+        .detail(spread(&samples.started)),
+    ])
+}
+
+/// A module of at least `size` bytes, nearly all code: functions of a few
+/// hundred bytes each (loads, arithmetic, stores in a loop), about the
+/// shape of compiled Rust or C.
+pub(super) fn code_module(size: usize, version: usize) -> anyhow::Result<Vec<u8>> {
+    let build = |functions: usize| {
+        let mut text = TRIVIAL_WAT.trim_end().strip_suffix(")").expect("a module in parentheses").to_owned();
+        for i in 0..functions {
+            text.push_str("\n  (func (param i32 i32) (result i32) (local i32)\n    (loop $again");
+            for step in 0..6 {
+                let (offset, factor) = ((i * 8 + step * 4) % 4096, i * 31 + step * 7 + version);
+                text.push_str(&format!(
+                    "\n      local.get 0 i32.load offset={offset} local.get 1 i32.add local.get 2 i32.xor local.set 2
+      local.get 0 local.get 2 i32.const {factor} i32.mul i32.const {step} i32.rotl i32.store offset={offset}"
+                ));
+            }
+            text.push_str("\n      local.get 1 i32.const 1 i32.sub local.tee 1 br_if $again)\n    local.get 2)");
+        }
+        text.push(')');
+        wat::parse_str(&text)
+    };
+    // Estimate from a sample, then top up until the module is big enough.
+    let per_function = build(100)?.len() / 100;
+    let mut functions = size / per_function;
+    loop {
+        let module = build(functions)?;
+        if module.len() >= size {
+            return Ok(module);
+        }
+        functions += (size - module.len()) / per_function + 1;
+    }
+}
+
+/// (d) A 100 KB module replaced (written beside, renamed into place) under
+/// a running host, until the host records the new version in service.
+pub(super) fn reload(runtime: &Arc<Runtime>, sizes: &Sizes) -> anyhow::Result<Vec<Figure>> {
+    let dir = tempfile::tempdir()?;
+    let (jobs, state) = (dir.path().join("jobs"), dir.path().join("state"));
+    std::fs::create_dir(&jobs)?;
+    let module = jobs.join("big.wasm");
+    let first = code_module(100_000, 0)?;
+    let size = first.len();
+    let compiling = Instant::now();
+    runtime.compile(&first, false)?;
+    let compile = compiling.elapsed();
+    std::fs::write(&module, first)?;
+    // The default of `wasmcron run --debounce`.
+    let debounce = Duration::from_millis(75);
+    let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let registry = Registry::load(runtime, &jobs, None)?;
+    let (store, thread) = StoreHandle::spawn(Store::open(&state)?);
+    let reload = ReloadConfig {
+        jobs_dir: jobs.clone(),
+        cache: None,
+        debounce,
+        module_folders: registry.module_folders.clone(),
+        reported: Default::default(),
+    };
+    let scheduler = Scheduler::new(runtime.clone(), store, Clock::System, SchedulerConfig::default(), registry.jobs)
+        .with_reload(reload);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let host = tokio.spawn(scheduler.run(async move {
+        let _ = stopped.await;
+    }));
+    std::thread::sleep(Duration::from_millis(300));
+    let reader = Store::open(&state)?;
+    let mut latencies = Vec::new();
+    for version in 1..=sizes.reloads {
+        let bytes = code_module(100_000, version)?;
+        let sha = hex(&Sha256::digest(&bytes));
+        let temporary = jobs.join("big.tmp");
+        std::fs::write(&temporary, &bytes)?;
+        let written = Instant::now();
+        std::fs::rename(&temporary, &module)?;
+        while reader.job_state("big")?.module_sha256.as_deref() != Some(sha.as_str()) {
+            ensure!(written.elapsed() < Duration::from_secs(10), "the host did not reload big.wasm within 10 s");
+            std::thread::sleep(Duration::from_micros(500));
+        }
+        latencies.push(written.elapsed());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = stop.send(());
+    tokio.block_on(host)??;
+    drop(tokio);
+    thread.join().map_err(|_| anyhow::anyhow!("the store thread panicked"))?;
+    latencies.sort();
+    Ok(vec![
+        Figure::new(
+            "reload.max",
+            format!(
+                "reload: a {} KB module renamed into place → new version in service, debounce {} ms",
+                size / 1000,
+                debounce.as_millis()
+            ),
+            ms(*latencies.last().context("no reloads")?),
+            "ms",
+        )
+        .at_most(150.0)
+        .detail(format!("{}; compiling it alone takes {:.0} ms", spread(&latencies), ms(compile))),
+    ])
+}
+
+/// (e) A host starting with 1,000 declared jobs (distinct modules): load
+/// and compile them, open the store, recover; cold, then with the cache warm.
+pub(super) fn startup(runtime: &Arc<Runtime>, sizes: &Sizes) -> anyhow::Result<Vec<Figure>> {
+    let count = sizes.startup_jobs;
+    let dir = tempfile::tempdir()?;
+    let jobs = dir.path().join("jobs");
+    std::fs::create_dir(&jobs)?;
+    for i in 0..count {
+        std::fs::write(jobs.join(format!("job{i:04}.wat")), TRIVIAL_WAT.replace("ok\\0a", &format!("{i:04}")))?;
+        std::fs::write(jobs.join(format!("job{i:04}.toml")), "schedule = \"@yearly\"")?;
+    }
+    let cache = CompileCache::open(&dir.path().join("cache"))?;
+    let start = |state: &Path| -> anyhow::Result<(Duration, usize)> {
+        let started = Instant::now();
+        let registry = Registry::load(runtime, &jobs, Some(&cache))?;
+        ensure!(registry.jobs.len() == count, "{} of {count} jobs loaded", registry.jobs.len());
+        let compiled = registry.compiled;
+        let store = Store::open(state)?;
+        let now = Utc::now();
+        store.transaction(|s| {
+            registry.jobs.iter().try_for_each(|j| s.set_loaded(&j.spec.name, &j.compiled.sha256, now))
+        })?;
+        let (store, thread) = StoreHandle::spawn(store);
+        let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+        let scheduler =
+            Scheduler::new(runtime.clone(), store, Clock::System, SchedulerConfig::default(), registry.jobs);
+        tokio.block_on(scheduler.run(std::future::ready(())))?;
+        let took = started.elapsed();
+        drop(tokio);
+        thread.join().map_err(|_| anyhow::anyhow!("the store thread panicked"))?;
+        Ok((took, compiled))
+    };
+    let (cold, compiled) = start(&dir.path().join("cold"))?;
+    let (warm, recompiled) = start(&dir.path().join("warm"))?;
+    ensure!(compiled == count && recompiled == 0, "compiled {compiled} cold and {recompiled} warm");
+    Ok(vec![
+        Figure::new("startup.cold", format!("start-up with {count} declared jobs, cold compile cache"), ms(cold), "ms"),
+        Figure::new("startup.warm", format!("start-up with {count} declared jobs, warm compile cache"), ms(warm), "ms")
+            .at_most(1000.0)
+            .detail(format!("{:.1}× faster than cold", cold.as_secs_f64() / warm.as_secs_f64())),
+    ])
+}

@@ -1,0 +1,132 @@
+//! (g) Memory: an idle `wasmcron run` (a real child process) with no jobs
+//! and with 1,000 declared jobs; and the resident memory each concurrently
+//! running job adds, from guests parked in a `poll_oneoff` sleep.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, ensure};
+
+use super::report::Figure;
+use super::{Sizes, TRIVIAL_WAT};
+use crate::config::JobSpec;
+use crate::runtime::{RunContext, RunControl, RunOutcome, Runtime};
+
+/// Sleeps an hour in `poll_oneoff`, touching one page of memory.
+const SLEEPER_WAT: &str = r#"(module
+  (import "wasi_snapshot_preview1" "poll_oneoff" (func $poll_oneoff (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 16) "\01\00\00\00")
+  (data (i32.const 24) "\00\a0\8b\30\46\03\00\00")
+  (func (export "_start") (drop (call $poll_oneoff (i32.const 0) (i32.const 64) (i32.const 1) (i32.const 128)))))"#;
+
+const MIB: f64 = (1 << 20) as f64;
+
+/// Resident set size of process `pid` ("self" for this one), in bytes.
+fn rss(pid: &str) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let kib: u64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .context("no VmRSS in /proc/PID/status")?;
+    Ok(kib * 1024)
+}
+
+/// Starts `wasmcron run` on `jobs`, waits until it has loaded `count` jobs
+/// and settled, and returns its resident memory.
+fn idle_host(program: &Path, dir: &Path, count: usize) -> anyhow::Result<u64> {
+    let (jobs, state) = (dir.join(format!("jobs{count}")), dir.join(format!("state{count}")));
+    std::fs::create_dir_all(&jobs)?;
+    for i in 0..count {
+        std::fs::write(jobs.join(format!("job{i:04}.wat")), TRIVIAL_WAT.replace("ok\\0a", &format!("{i:04}")))?;
+        std::fs::write(jobs.join(format!("job{i:04}.toml")), "schedule = \"@yearly\"")?;
+    }
+    let mut child = Command::new(program)
+        .args(["run", "--jobs"])
+        .arg(&jobs)
+        .arg("--state")
+        .arg(&state)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .with_context(|| format!("starting {}", program.display()))?;
+    let pid = child.id().to_string();
+    let result = (|| {
+        let started = Instant::now();
+        loop {
+            ensure!(started.elapsed() < Duration::from_secs(120), "the host did not load {count} jobs in 120 s");
+            let loaded = rusqlite::Connection::open(state.join(crate::store::DATABASE_FILE)).and_then(|conn| {
+                conn.query_row("SELECT count(*) FROM job_state WHERE module_sha256 IS NOT NULL", [], |r| r.get(0))
+            });
+            if loaded.is_ok_and(|n: i64| n as usize >= count) {
+                break;
+            }
+            ensure!(child.try_wait()?.is_none(), "the host exited while loading its jobs");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        std::thread::sleep(Duration::from_secs(1));
+        rss(&pid)
+    })();
+    // SAFETY: signalling our own child by its pid.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    child.wait()?;
+    result
+}
+
+/// Extra resident memory per guest, with `count` guests asleep at once.
+fn per_running_job(runtime: &Arc<Runtime>, count: usize) -> anyhow::Result<f64> {
+    let compiled = runtime.compile(SLEEPER_WAT.as_bytes(), false)?;
+    let job = Arc::new(JobSpec::for_bare_module("sleeper".into(), "sleeper.wat".into()));
+    let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let compiled = Arc::new(compiled);
+    // Warm the pool and the runtime with one run, so its one-off costs do
+    // not count against the first guest.
+    let warm = RunControl::new(Duration::from_millis(10));
+    let outcome = tokio.block_on(runtime.run(&compiled, &job, &RunContext::manual(0, Vec::new()), &warm)).outcome;
+    ensure!(outcome == RunOutcome::TimedOut, "the sleeper ended {outcome:?}");
+    std::thread::sleep(Duration::from_millis(100));
+    let before = rss("self")?;
+    let controls: Vec<RunControl> = (0..count).map(|_| RunControl::new(Duration::from_secs(3600))).collect();
+    let tasks: Vec<_> = controls
+        .iter()
+        .map(|control| {
+            let (runtime, compiled, job, control) = (runtime.clone(), compiled.clone(), job.clone(), control.clone());
+            tokio.spawn(async move {
+                runtime.run(&compiled, &job, &RunContext::manual(0, Vec::new()), &control).await.outcome
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let during = rss("self")?;
+    controls.iter().for_each(RunControl::cancel);
+    for task in tasks {
+        let outcome = tokio.block_on(task)?;
+        ensure!(outcome == RunOutcome::Cancelled, "a sleeper ended {outcome:?}");
+    }
+    Ok(during.saturating_sub(before) as f64 / count as f64)
+}
+
+pub(super) fn measure(runtime: &Arc<Runtime>, sizes: &Sizes, program: &Path) -> anyhow::Result<Vec<Figure>> {
+    let dir = tempfile::tempdir()?;
+    let empty = idle_host(program, dir.path(), 0)?;
+    let loaded = idle_host(program, dir.path(), sizes.startup_jobs)?;
+    let per_job = per_running_job(runtime, sizes.memory_jobs)?;
+    Ok(vec![
+        Figure::new("memory.idle_empty", "idle host, no jobs (resident)", empty as f64 / MIB, "MiB"),
+        Figure::new(
+            "memory.idle_loaded",
+            format!("idle host, {} jobs declared (resident)", sizes.startup_jobs),
+            loaded as f64 / MIB,
+            "MiB",
+        )
+        .detail(format!(
+            "{:.1} KiB per declared job",
+            (loaded - empty.min(loaded)) as f64 / 1024.0 / sizes.startup_jobs as f64
+        )),
+        Figure::new("memory.per_running_job", "resident memory per concurrently running job", per_job / 1024.0, "KiB")
+            .detail(format!("{} trivial guests asleep at once, one 64 KiB page each", sizes.memory_jobs)),
+    ])
+}

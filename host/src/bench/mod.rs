@@ -1,0 +1,156 @@
+//! `wasmcron bench`: the performance suite. Each section drives the real
+//! host path — scheduler, store thread, SQLite file, sandbox — in this
+//! process (or, for idle memory, a real `wasmcron run` child) and reports
+//! figures beside the targets wasmcron holds itself to.
+//!
+//! Sections: `throughput` (trivial runs queued, run and recorded durably,
+//! at several concurrency caps), `lateness` (1,000 jobs on `@every 1s`),
+//! `cancel` (a tight loop cancelled, and one hitting its deadline),
+//! `reload` (a 100 KB module replaced under a running host), `startup`
+//! (1,000 declared jobs, cold and warm compile cache), `kernel` (SHA-256
+//! over 64 MiB natively and as wasm, with and without fuel), `memory` (an
+//! idle host, and each concurrently running job), and `floor` (the same
+//! trivial module in a bare wasmtime instantiate-and-call loop: the floor
+//! under wasmcron's per-run cost).
+//!
+//! Peers outside this process (the `wasmtime` CLI and a native process per
+//! run) are measured by `cargo xtask bench`, which runs this suite too.
+
+mod daemon;
+mod floor;
+mod kernel;
+mod memory;
+mod report;
+mod sandbox;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+pub use report::{Figure, Report, Target};
+
+use crate::runtime::Runtime;
+
+/// A trivial WASI command: writes "ok\n" to stdout and returns. The peers
+/// of `cargo xtask bench` run the same file.
+pub const TRIVIAL_WAT: &str = include_str!("../../../bench/trivial.wat");
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Section {
+    Throughput,
+    Lateness,
+    Cancel,
+    Reload,
+    Startup,
+    Kernel,
+    Memory,
+    Floor,
+}
+
+impl Section {
+    pub const ALL: [Section; 8] = [
+        Section::Throughput,
+        Section::Lateness,
+        Section::Cancel,
+        Section::Reload,
+        Section::Startup,
+        Section::Kernel,
+        Section::Memory,
+        Section::Floor,
+    ];
+}
+
+/// What to run, and how big.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub sections: Vec<Section>,
+    /// Small sizes and short durations: checks the suite works, in seconds.
+    /// Its numbers mean little.
+    pub quick: bool,
+    /// The SHA-256 kernel compiled to wasm (`plugins/build.sh hash-kernel`).
+    pub kernel: PathBuf,
+    /// This program, for the sections that start a `wasmcron run` child.
+    pub program: PathBuf,
+    /// Concurrency caps for `throughput`, instead of the defaults.
+    pub concurrency: Vec<usize>,
+}
+
+/// Sizes for a full or a quick run.
+struct Sizes {
+    throughput_runs: usize,
+    concurrency: Vec<usize>,
+    lateness_jobs: usize,
+    lateness_seconds: u64,
+    cancels: usize,
+    reloads: usize,
+    startup_jobs: usize,
+    kernel_bytes: usize,
+    memory_jobs: usize,
+    sandbox_runs: usize,
+}
+
+fn full() -> Sizes {
+    Sizes {
+        throughput_runs: 50_000,
+        concurrency: vec![1, 4, 16, 64, 256],
+        lateness_jobs: 1000,
+        lateness_seconds: 30,
+        cancels: 50,
+        reloads: 20,
+        startup_jobs: 1000,
+        kernel_bytes: 64 << 20,
+        memory_jobs: 200,
+        sandbox_runs: 5000,
+    }
+}
+
+fn quick() -> Sizes {
+    Sizes {
+        throughput_runs: 200,
+        concurrency: vec![1, 8],
+        lateness_jobs: 20,
+        lateness_seconds: 2,
+        cancels: 3,
+        reloads: 2,
+        startup_jobs: 20,
+        kernel_bytes: 1 << 20,
+        memory_jobs: 10,
+        sandbox_runs: 100,
+    }
+}
+
+/// Runs the chosen sections in order, calling `progress` as each begins.
+pub fn run(options: &Options, mut progress: impl FnMut(Section)) -> anyhow::Result<Report> {
+    let mut sizes = if options.quick { quick() } else { full() };
+    if !options.concurrency.is_empty() {
+        sizes.concurrency = options.concurrency.clone();
+    }
+    let sizes = &sizes;
+    let runtime = Arc::new(Runtime::new()?);
+    let mut report = Report::new(options.quick);
+    let mut sections = options.sections.clone();
+    sections.sort();
+    sections.dedup();
+    for section in sections {
+        progress(section);
+        let figures = match section {
+            Section::Throughput => daemon::throughput(&runtime, sizes)?,
+            Section::Lateness => daemon::lateness(&runtime, sizes)?,
+            Section::Cancel => sandbox::cancel(&runtime, sizes)?,
+            Section::Reload => daemon::reload(&runtime, sizes)?,
+            Section::Startup => daemon::startup(&runtime, sizes)?,
+            Section::Kernel => kernel::compare(&runtime, sizes, &options.kernel)?,
+            Section::Memory => memory::measure(&runtime, sizes, &options.program)?,
+            Section::Floor => floor::compare(&runtime, sizes)?,
+        };
+        report.figures.extend(figures);
+    }
+    let value = |id: &str| report.figures.iter().find(|f| f.id == id).map(|f| f.value);
+    if let (Some(end_to_end), Some(bare)) = (value("per_run.end_to_end"), value("per_run.bare")) {
+        report.figures.push(
+            Figure::new("per_run.end_to_end_ratio", "end-to-end per-run cost ÷ bare loop", end_to_end / bare, "×")
+                .at_most(2.0),
+        );
+    }
+    Ok(report)
+}

@@ -1,0 +1,182 @@
+//! The suite's results: figures with their targets, printed as a table for
+//! people or as JSON for machines (and for `cargo xtask bench`).
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub date: String,
+    pub machine: Machine,
+    pub quick: bool,
+    pub figures: Vec<Figure>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Machine {
+    pub cores: usize,
+    pub memory_bytes: u64,
+    pub cpu: String,
+    pub os: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Figure {
+    /// Stable name for scripts, such as `lateness.fired.p99`.
+    pub id: String,
+    /// What was measured, for people.
+    pub figure: String,
+    pub value: f64,
+    pub unit: &'static str,
+    pub target: Option<Target>,
+    /// Further numbers behind the value (percentiles, sizes).
+    pub detail: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Target {
+    /// `at_most` or `at_least`.
+    pub bound: Bound,
+    pub limit: f64,
+    pub met: bool,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Bound {
+    AtMost,
+    AtLeast,
+}
+
+impl Figure {
+    pub fn new(id: impl Into<String>, figure: impl Into<String>, value: f64, unit: &'static str) -> Self {
+        Figure { id: id.into(), figure: figure.into(), value, unit, target: None, detail: String::new() }
+    }
+
+    pub fn at_most(mut self, limit: f64) -> Self {
+        self.target = Some(Target { bound: Bound::AtMost, limit, met: self.value <= limit });
+        self
+    }
+
+    pub fn at_least(mut self, limit: f64) -> Self {
+        self.target = Some(Target { bound: Bound::AtLeast, limit, met: self.value >= limit });
+        self
+    }
+
+    pub fn detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = detail.into();
+        self
+    }
+}
+
+impl Report {
+    pub fn new(quick: bool) -> Self {
+        Report {
+            date: chrono::Utc::now().format("%Y-%m-%d").to_string(),
+            machine: Machine::this(),
+            quick,
+            figures: vec![],
+        }
+    }
+
+    pub fn to_markdown(&self) -> String {
+        let mut text = format!(
+            "wasmcron bench{} — {}, {} cores ({}), {:.0} GiB, {}\n\n| figure | target | measured | met | detail |\n|---|---|---|---|---|\n",
+            if self.quick { " --quick (sizes too small to mean much)" } else { "" },
+            self.date,
+            self.machine.cores,
+            self.machine.cpu,
+            self.machine.memory_bytes as f64 / f64::from(1 << 30),
+            self.machine.os,
+        );
+        for figure in &self.figures {
+            let (target, met) = match &figure.target {
+                Some(t) => {
+                    let op = if t.bound == Bound::AtMost { "≤" } else { "≥" };
+                    (format!("{op} {} {}", number(t.limit), figure.unit), if t.met { "yes" } else { "**no**" })
+                }
+                None => (String::new(), ""),
+            };
+            text.push_str(&format!(
+                "| {} | {target} | {} {} | {met} | {} |\n",
+                figure.figure,
+                number(figure.value),
+                figure.unit,
+                figure.detail
+            ));
+        }
+        text
+    }
+}
+
+impl Machine {
+    fn this() -> Self {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let cpu = cpuinfo
+            .lines()
+            .find_map(|line| line.strip_prefix("model name").and_then(|rest| rest.split(':').nth(1)))
+            .map_or_else(|| std::env::consts::ARCH.to_owned(), |name| name.trim().to_owned());
+        let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+        let memory_kib: u64 = meminfo
+            .lines()
+            .find_map(|line| line.strip_prefix("MemTotal:"))
+            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0);
+        Machine {
+            cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            memory_bytes: memory_kib * 1024,
+            cpu,
+            os: std::env::consts::OS.to_owned(),
+        }
+    }
+}
+
+/// A number with sensible precision for a table.
+pub fn number(value: f64) -> String {
+    match value.abs() {
+        v if v >= 1000.0 => format!("{value:.0}"),
+        v if v >= 10.0 => format!("{value:.1}"),
+        v if v >= 0.1 => format!("{value:.2}"),
+        _ => format!("{value:.4}"),
+    }
+}
+
+/// The `p`-quantile (0..=1) of `sorted`, nearest rank.
+pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    sorted[((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1]
+}
+
+pub fn ms(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1e3
+}
+
+pub fn us(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1e6
+}
+
+/// "p50 1.2 ms, p99 3.4 ms, max 5.6 ms (n samples)" for sorted samples.
+pub fn spread(sorted: &[Duration]) -> String {
+    format!(
+        "p50 {} ms, p99 {} ms, max {} ms ({} samples)",
+        number(ms(percentile(sorted, 0.5))),
+        number(ms(percentile(sorted, 0.99))),
+        number(ms(sorted.last().copied().unwrap_or_default())),
+        sorted.len()
+    )
+}
+
+/// CPU time this process has used, user plus system.
+pub fn cpu_time() -> Duration {
+    // SAFETY: getrusage writes into the zeroed struct we own.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
+        usage
+    };
+    let time = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    time(usage.ru_utime) + time(usage.ru_stime)
+}
