@@ -3,10 +3,13 @@
 //!   cargo xtask start   build the example plugins and the host, check the
 //!                       bundled jobs.d, and start the host on it
 //!   cargo xtask plugins build the example plugins only
+//!   cargo xtask bench   the performance suite beside its peers (see bench.rs)
 //!
 //! Missing toolchains (wasm targets, clang and wasi-libc, Zig) are
 //! installed first by `.ci/install-toolchains`, so `start` works on a fresh
 //! machine with only the stable Rust toolchain.
+
+mod bench;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -14,12 +17,16 @@ use std::process::{Command, ExitCode};
 use anyhow::{Context, Result, bail};
 
 fn main() -> ExitCode {
-    let task = std::env::args().nth(1).unwrap_or_else(|| "help".into());
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let task = args.first().cloned().unwrap_or_else(|| "help".into());
     let result = match task.as_str() {
         "start" => start(),
         "plugins" => build_plugins(),
+        "bench" => bench::bench(&args[1..]),
         "help" | "--help" | "-h" => {
-            println!("usage: cargo xtask start | plugins");
+            println!(
+                "usage: cargo xtask start | plugins | bench [--quick] [--wasmcron PATH] [--wasmtime PATH] [--no-install] [--runs N]"
+            );
             Ok(())
         }
         other => Err(anyhow::anyhow!("unknown task {other:?}; try `cargo xtask help`")),
