@@ -17,21 +17,24 @@ const K: [u32; 64] = [
 const INITIAL: [u32; 8] =
     [0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19];
 
+/// One 64-byte block into `state`, with the message schedule kept as a
+/// rolling window of 16 words, as most implementations do.
 fn compress(state: &mut [u32; 8], block: &[u8]) {
-    let mut w = [0u32; 64];
+    let mut w = [0u32; 16];
     for (i, word) in block.chunks_exact(4).enumerate() {
         w[i] = u32::from_be_bytes([word[0], word[1], word[2], word[3]]);
     }
-    for i in 16..64 {
-        let s0 = w[i - 15].rotate_right(7) ^ w[i - 15].rotate_right(18) ^ (w[i - 15] >> 3);
-        let s1 = w[i - 2].rotate_right(17) ^ w[i - 2].rotate_right(19) ^ (w[i - 2] >> 10);
-        w[i] = w[i - 16].wrapping_add(s0).wrapping_add(w[i - 7]).wrapping_add(s1);
-    }
     let [mut a, mut b, mut c, mut d, mut e, mut f, mut g, mut h] = *state;
     for i in 0..64 {
+        if i >= 16 {
+            let (w15, w2) = (w[(i - 15) & 15], w[(i - 2) & 15]);
+            let s0 = w15.rotate_right(7) ^ w15.rotate_right(18) ^ (w15 >> 3);
+            let s1 = w2.rotate_right(17) ^ w2.rotate_right(19) ^ (w2 >> 10);
+            w[i & 15] = w[i & 15].wrapping_add(s0).wrapping_add(w[(i - 7) & 15]).wrapping_add(s1);
+        }
         let s1 = e.rotate_right(6) ^ e.rotate_right(11) ^ e.rotate_right(25);
         let choice = (e & f) ^ (!e & g);
-        let t1 = h.wrapping_add(s1).wrapping_add(choice).wrapping_add(K[i]).wrapping_add(w[i]);
+        let t1 = h.wrapping_add(s1).wrapping_add(choice).wrapping_add(K[i]).wrapping_add(w[i & 15]);
         let s0 = a.rotate_right(2) ^ a.rotate_right(13) ^ a.rotate_right(22);
         let majority = (a & b) ^ (a & c) ^ (b & c);
         let t2 = s0.wrapping_add(majority);
@@ -67,14 +70,21 @@ pub fn sha256(data: &[u8]) -> [u8; 32] {
 
 /// The benchmark's work: `len` bytes from a fixed xorshift sequence, hashed.
 pub fn work(len: usize) -> [u8; 32] {
-    let mut data = vec![0u8; len];
     let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-    for chunk in data.chunks_mut(8) {
+    let mut next = || {
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
-        chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
+        x.to_le_bytes()
+    };
+    // Filled as allocated, never zeroed first: wasm's allocator cannot skip
+    // zeroing fresh memory the way calloc can natively.
+    let mut data = Vec::with_capacity(len);
+    while len - data.len() >= 8 {
+        data.extend_from_slice(&next());
     }
+    let rest = len - data.len();
+    data.extend_from_slice(&next()[..rest]);
     sha256(&data)
 }
 
