@@ -180,3 +180,27 @@ pub fn cpu_time() -> Duration {
     let time = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
     time(usage.ru_utime) + time(usage.ru_stime)
 }
+
+/// CPU time (user plus system) of each thread of this process, by name,
+/// from `/proc/self/task/*/stat`; clock-tick resolution (10 ms, usually).
+pub fn threads_cpu() -> Vec<(String, Duration)> {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return Vec::new() };
+    tasks.filter_map(|task| stat_cpu(&task.ok()?.path().join("stat"))).collect()
+}
+
+/// The calling thread's CPU time, as [`threads_cpu`] reads it.
+pub fn this_thread_cpu() -> Duration {
+    stat_cpu(std::path::Path::new("/proc/thread-self/stat")).map_or(Duration::ZERO, |(_, cpu)| cpu)
+}
+
+fn stat_cpu(path: &std::path::Path) -> Option<(String, Duration)> {
+    let stat = std::fs::read_to_string(path).ok()?;
+    // "tid (name) state ppid …": the name may hold spaces; fields resume after ')'.
+    let (name, rest) = stat.split_once(" (")?.1.rsplit_once(") ")?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    Some((name.to_owned(), Duration::from_secs_f64(ticks as f64 / per_second as f64)))
+}
