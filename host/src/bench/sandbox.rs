@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::ensure;
 
 use super::Sizes;
-use super::report::{Figure, ms, percentile, spread};
+use super::report::{Figure, ms, spread};
 use crate::config::JobSpec;
 use crate::runtime::{EPOCH_TICK, RunContext, RunControl, RunOutcome, Runtime};
 
@@ -58,7 +58,7 @@ pub(super) fn cancel(runtime: &Arc<Runtime>, sizes: &Sizes) -> anyhow::Result<Ve
             "ms",
         )
         .at_most(20.0)
-        .detail(format!("{}; p50 {:.2} ms", spread(&cancelled), ms(percentile(&cancelled, 0.5)))),
+        .detail(spread(&cancelled)),
         Figure::new(
             "deadline.max",
             format!("a tight loop past limits.timeout (50 ms): deadline → run ended ({tick})"),
