@@ -6,8 +6,10 @@
 use chrono::{DateTime, Utc};
 use tokio::time::Instant;
 
-/// The resolution of tokio's timer.
-const TIMER_TICK: std::time::Duration = std::time::Duration::from_millis(1);
+/// How much earlier than due the tokio timer is asked to wake: its
+/// millisecond rounding, plus a thread wake-up and some slack for a busy
+/// machine. The rest is slept precisely, blocking this thread.
+const COARSE_SLACK: std::time::Duration = std::time::Duration::from_millis(2);
 
 #[derive(Debug, Clone)]
 pub enum Clock {
@@ -38,10 +40,11 @@ impl Clock {
             return tokio::time::sleep(wait).await;
         }
         // tokio's timer counts whole milliseconds and rounds up, which
-        // would make every fire up to 1 ms late. Sleep on it to within a
-        // tick of `at`, then the rest on this thread, which the OS wakes
-        // within microseconds. The blocking part is under a millisecond.
-        if let Some(coarse) = wait.checked_sub(TIMER_TICK) {
+        // would make every fire up to 1 ms late. Sleep on it to within
+        // `COARSE_SLACK` of `at`, then the rest on this thread, which the
+        // OS wakes within microseconds. `wasmcron run` drives the scheduler
+        // with `block_on` on the main thread, so this blocks no tokio worker.
+        if let Some(coarse) = wait.checked_sub(COARSE_SLACK) {
             tokio::time::sleep(coarse).await;
         }
         if let Ok(rest) = (at - self.now()).to_std() {
