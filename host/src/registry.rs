@@ -7,7 +7,7 @@
 //! whose bytes hash the same is not recompiled, and anything that fails to
 //! load is reported while the version in service stays.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -44,13 +44,30 @@ impl Registry {
         let loaded = load_dir(dir)?;
         let module_folders = loaded.jobs.iter().filter_map(|spec| folder_of(&spec.module)).collect();
         let mut registry = Registry { errors: loaded.errors, module_folders, ..Registry::default() };
+        // Jobs declared on the same module share its compiled code: one
+        // compile, one copy in memory, one set of warm instance slots.
+        let mut shared: HashMap<(String, bool), Arc<CompiledJob>> = HashMap::new();
         for spec in loaded.jobs {
-            match read_module(&spec).and_then(|bytes| compile(runtime, &spec, &bytes, cache)) {
+            let bytes = match read_module(&spec) {
+                Ok(bytes) => bytes,
+                Err(e) => {
+                    registry.errors.push(e);
+                    continue;
+                }
+            };
+            let key = (hex(&Sha256::digest(&bytes)), spec.limits.fuel.is_some());
+            if let Some(compiled) = shared.get(&key) {
+                let job = LoadedJob { fingerprint: format!("{spec:?}"), spec, compiled: compiled.clone() };
+                registry.jobs.push(job);
+                continue;
+            }
+            match compile(runtime, &spec, &bytes, cache) {
                 Ok((job, provenance)) => {
                     match provenance {
                         Provenance::Compiled => registry.compiled += 1,
                         Provenance::Cached => registry.cached += 1,
                     }
+                    shared.insert(key, job.compiled.clone());
                     registry.jobs.push(job);
                 }
                 Err(e) => registry.errors.push(e),
@@ -185,5 +202,30 @@ fn module_error(spec: &JobSpec, message: String) -> ConfigError {
         ConfigError::field(&spec.source, "module", spec.module.display().to_string(), message)
     } else {
         ConfigError::file(&spec.source, message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MODULE: &str = r#"(module (memory (export "memory") 1) (func (export "_start")))"#;
+
+    #[test]
+    fn jobs_on_the_same_module_share_one_compile() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("shared.wat"), MODULE).unwrap();
+        for (name, extra) in [("a", ""), ("b", ""), ("metered", "\n[limits]\nfuel = 1000000")] {
+            let declaration = format!("module = \"shared.wat\"\nschedule = \"@hourly\"{extra}");
+            std::fs::write(dir.path().join(format!("{name}.toml")), declaration).unwrap();
+        }
+        let runtime = Runtime::new().unwrap();
+        let registry = Registry::load(&runtime, dir.path(), None).unwrap();
+        assert!(registry.errors.is_empty(), "{:?}", registry.errors.first().map(|e| e.to_string()));
+        let compiled = |name: &str| &registry.jobs.iter().find(|j| j.spec.name == name).unwrap().compiled;
+        assert!(Arc::ptr_eq(compiled("a"), compiled("b")), "a and b share the module's code");
+        assert!(!Arc::ptr_eq(compiled("a"), compiled("metered")), "metered code is compiled apart");
+        // shared.wat is also a bare job of its own, sharing a's code.
+        assert_eq!((registry.jobs.len(), registry.compiled), (4, 2));
     }
 }
