@@ -131,6 +131,14 @@ pub fn run(options: &Options, mut progress: impl FnMut(Section)) -> anyhow::Resu
     let mut sections = options.sections.clone();
     sections.sort();
     sections.dedup();
+    // Fail before minutes of other sections, not after them.
+    if sections.contains(&Section::Kernel) && !options.kernel.is_file() {
+        anyhow::bail!(
+            "the kernel section needs the SHA-256 kernel built to wasm, and {} is not there: build it with \
+             `plugins/build.sh hash-kernel` in the repository, pass --kernel FILE, or pick other sections with --only",
+            options.kernel.display()
+        );
+    }
     for section in sections {
         progress(section);
         let figures = match section {
