@@ -180,29 +180,14 @@ pub(super) fn lateness(runtime: &Arc<Runtime>, sizes: &Sizes) -> anyhow::Result<
     }
     ensure!(!samples.fired.is_empty(), "no job fired in {seconds} s");
     let about = format!("{count} jobs on @every 1s for {seconds} s, max_running 256");
+    let p99 = |id: &str, figure: String, sorted: &[Duration]| {
+        Figure::new(id, figure, ms(percentile(sorted, 0.99)), "ms").detail(spread(sorted))
+    };
     Ok(vec![
-        Figure::new(
-            "lateness.fired.p99",
-            format!("fire lateness p99, due → overlap policy applied ({about})"),
-            ms(percentile(&samples.fired, 0.99)),
-            "ms",
-        )
-        .at_most(2.0)
-        .detail(spread(&samples.fired)),
-        Figure::new(
-            "lateness.recorded.p99",
-            "… → run's row committed as pending",
-            ms(percentile(&samples.recorded, 0.99)),
-            "ms",
-        )
-        .detail(spread(&samples.recorded)),
-        Figure::new(
-            "lateness.started.p99",
-            "… → guest's instantiation starting",
-            ms(percentile(&samples.started, 0.99)),
-            "ms",
-        )
-        .detail(spread(&samples.started)),
+        p99("lateness.fired.p99", format!("fire lateness p99, due → overlap policy applied ({about})"), &samples.fired)
+            .at_most(2.0),
+        p99("lateness.recorded.p99", "… → run's row committed as pending".into(), &samples.recorded),
+        p99("lateness.started.p99", "… → guest's instantiation starting".into(), &samples.started),
     ])
 }
 
