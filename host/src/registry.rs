@@ -114,6 +114,7 @@ pub fn plan_reload(
     let module_folders = loaded.jobs.iter().filter_map(|spec| folder_of(&spec.module)).collect();
     let mut changes = Vec::new();
     let mut present = BTreeSet::new();
+    let mut compiled_here: Vec<Arc<CompiledJob>> = Vec::new();
     for error in loaded.errors {
         let job = error.file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
         present.insert(job.clone());
@@ -135,16 +136,26 @@ pub fn plan_reload(
                 continue;
             }
         };
-        let reusable = previous.filter(|p| {
-            p.compiled.sha256 == hex(&Sha256::digest(&bytes)) && p.compiled.metered == spec.limits.fuel.is_some()
-        });
-        match reusable {
-            Some(p) if p.fingerprint == fingerprint => {} // touched, not changed
-            Some(p) => {
-                changes.push(Change::Loaded(Box::new(LoadedJob { spec, compiled: p.compiled.clone(), fingerprint })))
-            }
+        let (sha256, metered) = (hex(&Sha256::digest(&bytes)), spec.limits.fuel.is_some());
+        let same = |compiled: &CompiledJob| compiled.sha256 == sha256 && compiled.metered == metered;
+        if previous.is_some_and(|p| p.fingerprint == fingerprint && same(&p.compiled)) {
+            continue; // touched, not changed
+        }
+        // Its own previous code, else another job's on the same module.
+        let shared = previous
+            .into_iter()
+            .chain(current.values())
+            .map(|job| &job.compiled)
+            .chain(&compiled_here)
+            .find(|compiled| same(compiled))
+            .cloned();
+        match shared {
+            Some(compiled) => changes.push(Change::Loaded(Box::new(LoadedJob { spec, compiled, fingerprint }))),
             None => match compile(runtime, &spec, &bytes, cache) {
-                Ok((job, _)) => changes.push(Change::Loaded(Box::new(job))),
+                Ok((job, _)) => {
+                    compiled_here.push(job.compiled.clone());
+                    changes.push(Change::Loaded(Box::new(job)));
+                }
                 Err(error) => changes.push(Change::Failed { job: name, error }),
             },
         }
@@ -227,5 +238,25 @@ mod tests {
         assert!(!Arc::ptr_eq(compiled("a"), compiled("metered")), "metered code is compiled apart");
         // shared.wat is also a bare job of its own, sharing a's code.
         assert_eq!((registry.jobs.len(), registry.compiled), (4, 2));
+    }
+
+    #[test]
+    fn a_job_added_on_a_loaded_module_shares_its_code() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("shared.wat"), MODULE).unwrap();
+        std::fs::write(dir.path().join("a.toml"), "module = \"shared.wat\"").unwrap();
+        let runtime = Runtime::new().unwrap();
+        let current: BTreeMap<String, LoadedJob> = Registry::load(&runtime, dir.path(), None)
+            .unwrap()
+            .jobs
+            .into_iter()
+            .map(|job| (job.spec.name.clone(), job))
+            .collect();
+        std::fs::write(dir.path().join("b.toml"), "module = \"shared.wat\"").unwrap();
+        let changed = BTreeSet::from([normalize(&dir.path().join("b.toml"))]);
+        let reload = plan_reload(&runtime, dir.path(), None, &current, &changed).unwrap();
+        let [Change::Loaded(b)] = reload.changes.as_slice() else { panic!("one job loaded, nothing else") };
+        assert_eq!(b.spec.name, "b");
+        assert!(Arc::ptr_eq(&b.compiled, &current["a"].compiled), "b runs a's compiled code");
     }
 }
