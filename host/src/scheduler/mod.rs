@@ -169,6 +169,10 @@ impl Scheduler {
 
     /// Fires until `shutdown` resolves, then drains: running guests get the
     /// grace period, then are cancelled. Pending runs stay in the store.
+    ///
+    /// Drive it with `block_on` on a thread of its own, as `wasmcron run`
+    /// does: on the system clock it blocks its thread for the last
+    /// milliseconds before each fire, to fire on time (see `Clock`).
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
         self.recover().await?;
         self.add_timer(self.clock.now() + chrono::Duration::from_std(PRUNE_EVERY)?, TimerKind::Prune);
