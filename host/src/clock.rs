@@ -33,7 +33,8 @@ impl Clock {
     }
 
     /// Sleeps until the clock reads `at` (returns at once if it already does).
-    /// After a wall-clock jump the caller simply finds less or more due.
+    /// After a wall-clock jump it may return early or late; the caller
+    /// simply finds less or more due.
     pub async fn sleep_until(&self, at: DateTime<Utc>) {
         let Ok(wait) = (at - self.now()).to_std() else { return };
         if matches!(self, Clock::Virtual { .. }) {
@@ -47,8 +48,10 @@ impl Clock {
         if let Some(coarse) = wait.checked_sub(COARSE_SLACK) {
             tokio::time::sleep(coarse).await;
         }
+        // At most the slack: after a wall-clock jump back the rest could be
+        // hours, and the caller should find out and sleep again instead.
         if let Ok(rest) = (at - self.now()).to_std() {
-            std::thread::sleep(rest);
+            std::thread::sleep(rest.min(COARSE_SLACK));
         }
     }
 }
