@@ -2,8 +2,10 @@
 //! how long after its due time the scheduler acted on it (`fired`), had its
 //! row committed (`recorded`) and started its guest (`started`).
 //!
-//! Off unless a probe is attached (`Scheduler::with_probe`); then each
-//! stage costs one clock read and a push under an uncontended lock.
+//! Due time is the fire's nominal instant, so a declared `jitter` counts
+//! as lateness. Off unless a probe is attached (`Scheduler::with_probe`);
+//! then each stage costs one clock read and a push under an uncontended
+//! lock.
 
 use std::sync::Mutex;
 use std::time::Duration;
