@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, ensure};
 
 use super::report::Figure;
-use super::{Sizes, TRIVIAL_WAT};
+use super::Sizes;
 use crate::config::JobSpec;
 use crate::runtime::{RunContext, RunControl, RunOutcome, Runtime};
 
@@ -39,11 +39,7 @@ fn rss(pid: &str) -> anyhow::Result<u64> {
 /// and settled, and returns its resident memory.
 fn idle_host(program: &Path, dir: &Path, count: usize) -> anyhow::Result<u64> {
     let (jobs, state) = (dir.join(format!("jobs{count}")), dir.join(format!("state{count}")));
-    std::fs::create_dir_all(&jobs)?;
-    for i in 0..count {
-        std::fs::write(jobs.join(format!("job{i:04}.wat")), TRIVIAL_WAT.replace("ok\\0a", &format!("{i:04}")))?;
-        std::fs::write(jobs.join(format!("job{i:04}.toml")), "schedule = \"@yearly\"")?;
-    }
+    super::declare_distinct_jobs(&jobs, count)?;
     let mut child = Command::new(program)
         .args(["run", "--jobs"])
         .arg(&jobs)

@@ -34,6 +34,17 @@ use crate::runtime::Runtime;
 /// of `cargo xtask bench` run the same file.
 pub const TRIVIAL_WAT: &str = include_str!("../../../bench/trivial.wat");
 
+/// Declares `count` jobs in `jobs`, each on a distinct trivial module and
+/// due once a year: a host's worth of jobs that compile and then idle.
+fn declare_distinct_jobs(jobs: &std::path::Path, count: usize) -> std::io::Result<()> {
+    std::fs::create_dir_all(jobs)?;
+    for i in 0..count {
+        std::fs::write(jobs.join(format!("job{i:04}.wat")), TRIVIAL_WAT.replace("ok\\0a", &format!("{i:04}")))?;
+        std::fs::write(jobs.join(format!("job{i:04}.toml")), "schedule = \"@yearly\"")?;
+    }
+    Ok(())
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Section {

@@ -90,7 +90,8 @@ fn suite(args: Args) -> anyhow::Result<ExitCode> {
         concurrency: args.concurrency.iter().map(|&n| usize::from(n)).collect(),
     };
     let report = bench::run(&options, |section| {
-        eprintln!("wasmcron bench: {} …", serde_json::to_value(section).unwrap_or_default().as_str().unwrap_or("?"))
+        let name = clap::ValueEnum::to_possible_value(&section).map(|v| v.get_name().to_owned()).unwrap_or_default();
+        eprintln!("wasmcron bench: {name} …")
     })?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
