@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, ensure};
 
-use super::report::Figure;
 use super::Sizes;
+use super::report::Figure;
 use crate::config::JobSpec;
 use crate::runtime::{RunContext, RunControl, RunOutcome, Runtime};
 
