@@ -11,7 +11,7 @@ use crate::support::{describe, guests, repo_root, text, wasmcron};
 
 const KERNEL: &str = "plugins/target/wasm32-wasip1/release/hash-kernel.wasm";
 
-const FIGURES: [&str; 20] = [
+const FIGURES: [&str; 21] = [
     "throughput.c1",
     "throughput.best",
     "per_run.end_to_end",
@@ -31,6 +31,7 @@ const FIGURES: [&str; 20] = [
     "per_run.bare",
     "per_run.sandbox",
     "per_run.sandbox_ratio",
+    "per_run.record",
     "per_run.end_to_end_ratio",
 ];
 

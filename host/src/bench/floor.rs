@@ -3,7 +3,9 @@
 //! copy-on-write memory images), one `InstancePre`, then per run a store
 //! with a default WASI context, instantiate, call `_start`. No limits, no
 //! output capture, no async, no records. Beside it, the same module through
-//! wasmcron's sandbox (`Runtime::run`, with everything a run has).
+//! wasmcron's sandbox (`Runtime::run`, with everything a run has), and the
+//! durable record alone: each run's two row writes on one thread, with no
+//! sandbox, channels or tasks around them.
 
 use std::sync::Arc;
 
@@ -12,10 +14,16 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, Linker, Module, Store
 use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi::p1::WasiP1Ctx;
 
-use super::report::{Figure, cpu_time, us};
+use super::report::{Figure, cpu_time, this_thread_cpu, us};
 use super::{Sizes, TRIVIAL_WAT};
 use crate::config::JobSpec;
+use crate::record::{RunStatus, Trigger};
 use crate::runtime::{RunContext, RunControl, Runtime, tuned_pool};
+use crate::store::{self, Finished, NewRun, RunFilter};
+
+/// Runs recorded per transaction by `record_loop`: about what the store
+/// thread commits together at the best throughput.
+const RECORD_BATCH: usize = 64;
 
 /// A bare wasmtime instantiate-and-call loop; CPU time per run.
 fn bare_loop(runs: usize) -> anyhow::Result<f64> {
@@ -51,6 +59,45 @@ fn sandbox_loop(runtime: &Runtime, runs: usize) -> anyhow::Result<f64> {
     })
 }
 
+/// The two writes that make a run durable — `running` with its module hash,
+/// then the outcome with its output — against a real SQLite file, in
+/// batches as the store thread commits them; CPU time per run. Inserting
+/// the pending rows is not timed (the throughput section queues them
+/// beforehand too).
+fn record_loop(runs: usize) -> anyhow::Result<f64> {
+    let dir = tempfile::tempdir()?;
+    let store = store::Store::open(dir.path())?;
+    let now = chrono::Utc::now();
+    let ids: Vec<i64> = store.transaction(|s| {
+        (0..runs).map(|_| s.insert_run(&NewRun::new("trivial", RunStatus::Pending, Trigger::Manual, now))).collect()
+    })?;
+    let sha = "0".repeat(64);
+    let cpu = this_thread_cpu();
+    for batch in ids.chunks(RECORD_BATCH) {
+        store.transaction(|s| batch.iter().try_for_each(|&id| s.start_run(id, chrono::Utc::now(), &sha)))?;
+        store.transaction(|s| {
+            batch.iter().try_for_each(|&id| {
+                let finished = Finished {
+                    status: RunStatus::Succeeded,
+                    ended_at: chrono::Utc::now(),
+                    exit_code: Some(0),
+                    error: None,
+                    fuel_used: None,
+                    stdout: b"ok\n".to_vec(),
+                    stderr: Vec::new(),
+                    output_dropped: 0,
+                };
+                s.finish_run(id, &finished)
+            })
+        })?;
+    }
+    let cpu = us(this_thread_cpu() - cpu) / runs as f64;
+    let filter = RunFilter { status: Some(RunStatus::Succeeded), limit: u32::MAX, ..Default::default() };
+    let recorded = store.runs(&filter)?.len();
+    ensure!(recorded == runs, "the record loop recorded {recorded} of {runs} runs");
+    Ok(cpu)
+}
+
 pub(super) fn compare(runtime: &Arc<Runtime>, sizes: &Sizes) -> anyhow::Result<Vec<Figure>> {
     let runs = sizes.sandbox_runs;
     // Warm both paths (pool slots, page tables) before timing them.
@@ -58,6 +105,7 @@ pub(super) fn compare(runtime: &Arc<Runtime>, sizes: &Sizes) -> anyhow::Result<V
     sandbox_loop(runtime, runs / 10 + 1)?;
     let bare = bare_loop(runs)?;
     let sandbox = sandbox_loop(runtime, runs)?;
+    let record = record_loop(sizes.throughput_runs)?;
     Ok(vec![
         Figure::new("per_run.bare", "per-run CPU cost of a bare wasmtime instantiate-and-call loop", bare, "µs")
             .detail(format!("{runs} runs of the trivial module")),
@@ -69,5 +117,17 @@ pub(super) fn compare(runtime: &Arc<Runtime>, sizes: &Sizes) -> anyhow::Result<V
         )
         .detail(format!("{runs} runs, one after another")),
         Figure::new("per_run.sandbox_ratio", "sandbox per-run cost ÷ bare loop", sandbox / bare, "×").at_most(2.0),
+        Figure::new(
+            "per_run.record",
+            "per-run CPU cost of the durable record alone (the `running` and outcome row writes, SQLite)",
+            record,
+            "µs",
+        )
+        .detail(format!(
+            "{} runs, {RECORD_BATCH} per transaction, one thread; bare loop + record = {:.1} µs, {:.2}× the bare loop",
+            sizes.throughput_runs,
+            bare + record,
+            (bare + record) / bare
+        )),
     ])
 }
