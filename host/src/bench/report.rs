@@ -171,10 +171,19 @@ pub fn spread(sorted: &[Duration]) -> String {
 
 /// CPU time this process has used, user plus system.
 pub fn cpu_time() -> Duration {
+    rusage(libc::RUSAGE_SELF)
+}
+
+/// CPU time the calling thread has used, user plus system (microseconds).
+pub fn this_thread_cpu() -> Duration {
+    rusage(libc::RUSAGE_THREAD)
+}
+
+fn rusage(who: libc::c_int) -> Duration {
     // SAFETY: getrusage writes into the zeroed struct we own.
     let usage = unsafe {
         let mut usage: libc::rusage = std::mem::zeroed();
-        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
+        libc::getrusage(who, &mut usage);
         usage
     };
     let time = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
@@ -186,11 +195,6 @@ pub fn cpu_time() -> Duration {
 pub fn threads_cpu() -> Vec<(String, Duration)> {
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return Vec::new() };
     tasks.filter_map(|task| stat_cpu(&task.ok()?.path().join("stat"))).collect()
-}
-
-/// The calling thread's CPU time, as [`threads_cpu`] reads it.
-pub fn this_thread_cpu() -> Duration {
-    stat_cpu(std::path::Path::new("/proc/thread-self/stat")).map_or(Duration::ZERO, |(_, cpu)| cpu)
 }
 
 fn stat_cpu(path: &std::path::Path) -> Option<(String, Duration)> {
