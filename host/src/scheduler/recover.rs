@@ -47,9 +47,9 @@ impl Scheduler {
             self.ready_or_timed(run, now);
         }
 
+        self.catch_up(now).await?;
         let names: Vec<String> = self.jobs.keys().cloned().collect();
         for job in names {
-            self.catch_up(&job, now).await?;
             self.schedule_next(&job, now);
         }
         Ok(())
@@ -63,40 +63,31 @@ impl Scheduler {
         }
     }
 
-    /// Plans and records `job`'s catch-up; makes its catch-up runs ready.
-    async fn catch_up(&mut self, job: &str, now: DateTime<Utc>) -> anyhow::Result<()> {
-        let slot = &self.jobs[job];
-        let Some(schedule) = slot.spec.schedule.clone().filter(|_| slot.spec.enabled) else { return Ok(()) };
-        let (policy, window) = (slot.spec.catch_up, slot.spec.catch_up_window);
-        let name = job.to_owned();
+    /// Plans and records every scheduled job's catch-up in one transaction
+    /// (one commit, not one per job: with many jobs, start-up would otherwise
+    /// run into the first fires); makes the catch-up runs ready.
+    async fn catch_up(&mut self, now: DateTime<Utc>) -> anyhow::Result<()> {
+        let jobs: Vec<CatchUpJob> = self
+            .jobs
+            .iter()
+            .filter(|(_, slot)| slot.spec.enabled)
+            .filter_map(|(name, slot)| {
+                let schedule = slot.spec.schedule.clone()?;
+                Some(CatchUpJob {
+                    name: name.clone(),
+                    schedule,
+                    policy: slot.spec.catch_up,
+                    window: slot.spec.catch_up_window,
+                })
+            })
+            .collect();
         let runs = self
             .store
             .call(move |store| {
                 store.transaction(|store| {
-                    let state = store.job_state(&name)?;
-                    let Some(since) = state.last_fire.filter(|_| !state.paused) else {
-                        // Never fired here, or paused: nothing to catch up, but
-                        // fires from now on are covered if the host dies.
-                        store.set_last_fire(&name, now)?;
-                        return Ok(Vec::new());
-                    };
-                    let plan = plan_catch_up(&schedule, since, now, policy, window);
-                    let reason = missed_reason(policy);
-                    for fire in &plan.missed {
-                        insert(store, &name, RunStatus::Missed, Trigger::Schedule, *fire, Some(now), Some(reason.clone()))?;
-                    }
-                    if let Some((count, last)) = plan.missed_beyond {
-                        let summary = format!("{reason}; and {count} more fires up to {} not recorded one by one", crate::record::format_time(last));
-                        insert(store, &name, RunStatus::Missed, Trigger::Schedule, last, Some(now), Some(summary))?;
-                    }
                     let mut runs = Vec::new();
-                    for fire in &plan.run {
-                        let id = insert(store, &name, RunStatus::Pending, Trigger::CatchUp, *fire, None, None)?;
-                        runs.push(PendingRun { id, job: name.clone(), trigger: Trigger::CatchUp, attempt: 1, scheduled_for: *fire, payload: Vec::new() });
-                    }
-                    store.set_last_fire(&name, plan.last.unwrap_or(since).max(since))?;
-                    if !plan.missed.is_empty() || !plan.run.is_empty() {
-                        tracing::info!(job = %name, missed = plan.missed.len() + plan.missed_beyond.map_or(0, |(n, _)| n), catching_up = plan.run.len(), "fires missed while the host was down");
+                    for job in &jobs {
+                        runs.extend(job.record(store, now)?);
                     }
                     Ok(runs)
                 })
@@ -106,6 +97,59 @@ impl Scheduler {
             self.make_ready(run);
         }
         Ok(())
+    }
+}
+
+/// What catching one job up needs, taken off the scheduler for the store thread.
+struct CatchUpJob {
+    name: String,
+    schedule: crate::schedule::Schedule,
+    policy: CatchUp,
+    window: std::time::Duration,
+}
+
+impl CatchUpJob {
+    /// Records the job's missed fires and the catch-up runs its policy
+    /// calls for; returns the runs.
+    fn record(&self, store: &Store, now: DateTime<Utc>) -> crate::store::Result<Vec<PendingRun>> {
+        let name = &self.name;
+        let state = store.job_state(name)?;
+        let Some(since) = state.last_fire.filter(|_| !state.paused) else {
+            // Never fired here, or paused: nothing to catch up, but
+            // fires from now on are covered if the host dies.
+            store.set_last_fire(name, now)?;
+            return Ok(Vec::new());
+        };
+        let plan = plan_catch_up(&self.schedule, since, now, self.policy, self.window);
+        let reason = missed_reason(self.policy);
+        for fire in &plan.missed {
+            insert(store, name, RunStatus::Missed, Trigger::Schedule, *fire, Some(now), Some(reason.clone()))?;
+        }
+        if let Some((count, last)) = plan.missed_beyond {
+            let summary = format!(
+                "{reason}; and {count} more fires up to {} not recorded one by one",
+                crate::record::format_time(last)
+            );
+            insert(store, name, RunStatus::Missed, Trigger::Schedule, last, Some(now), Some(summary))?;
+        }
+        let mut runs = Vec::new();
+        for fire in &plan.run {
+            let id = insert(store, name, RunStatus::Pending, Trigger::CatchUp, *fire, None, None)?;
+            runs.push(PendingRun {
+                id,
+                job: name.clone(),
+                trigger: Trigger::CatchUp,
+                attempt: 1,
+                scheduled_for: *fire,
+                payload: Vec::new(),
+            });
+        }
+        store.set_last_fire(name, plan.last.unwrap_or(since).max(since))?;
+        if !plan.missed.is_empty() || !plan.run.is_empty() {
+            let missed = plan.missed.len() + plan.missed_beyond.map_or(0, |(n, _)| n);
+            tracing::info!(job = %name, missed, catching_up = plan.run.len(), "fires missed while the host was down");
+        }
+        Ok(runs)
     }
 }
 
