@@ -185,6 +185,44 @@ async fn a_first_start_catches_nothing_up() {
     assert_eq!(world.store().job_state("hourly").unwrap().last_fire, Some(at("2026-11-24T00:30:00Z")));
 }
 
+/// Start-up catches every job up at once (one transaction): each by its
+/// own policy, paused and never-fired jobs left alone but marked.
+#[tokio::test(start_paused = true)]
+async fn catching_up_many_jobs_applies_each_ones_policy() {
+    let world = World::new();
+    for (name, mode) in [("all", "all"), ("none", "none"), ("paused", "all"), ("fresh", "all")] {
+        world.job(
+            name,
+            &sleeper(1),
+            &format!("schedule = \"0 * * * *\"\ncatch_up = \"{mode}\"\ncatch_up_window = \"3h\""),
+        );
+    }
+    let store = world.store();
+    for name in ["all", "none", "paused"] {
+        store.set_last_fire(name, at("2026-11-23T21:30:00Z")).unwrap();
+    }
+    store.set_paused("paused", true).unwrap();
+    drop(store);
+    world.run("2026-11-24T00:30:00Z", Duration::from_secs(60)).await;
+
+    let hours = |job: &str| -> Vec<(String, RunStatus, Trigger)> {
+        world.runs(job).iter().map(|r| (r.scheduled_for.format("%H:%M").to_string(), r.status, r.trigger)).collect()
+    };
+    let each = |times: &[&str], status, trigger| -> Vec<(String, RunStatus, Trigger)> {
+        times.iter().map(|t| (t.to_string(), status, trigger)).collect()
+    };
+    assert_eq!(hours("all"), each(&["22:00", "23:00", "00:00"], Succeeded, Trigger::CatchUp));
+    assert_eq!(hours("none"), each(&["22:00", "23:00", "00:00"], Missed, Trigger::Schedule));
+    assert!(hours("paused").is_empty());
+    assert!(hours("fresh").is_empty());
+    // Dealt with up to the newest missed fire, or (paused, never fired) up to the start.
+    let store = world.store();
+    for (name, last) in [("all", "00:00"), ("none", "00:00"), ("paused", "00:30"), ("fresh", "00:30")] {
+        let expected = at(&format!("2026-11-24T{last}:00Z"));
+        assert_eq!(store.job_state(name).unwrap().last_fire, Some(expected), "{name}");
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn retries_back_off_and_count_attempts() {
     let world = World::new();
