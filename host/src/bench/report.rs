@@ -171,23 +171,25 @@ pub fn spread(sorted: &[Duration]) -> String {
 
 /// CPU time this process has used, user plus system.
 pub fn cpu_time() -> Duration {
-    rusage(libc::RUSAGE_SELF)
+    cpu_clock(libc::CLOCK_PROCESS_CPUTIME_ID)
 }
 
-/// CPU time the calling thread has used, user plus system (microseconds).
+/// CPU time the calling thread has used, user plus system.
 pub fn this_thread_cpu() -> Duration {
-    rusage(libc::RUSAGE_THREAD)
+    cpu_clock(libc::CLOCK_THREAD_CPUTIME_ID)
 }
 
-fn rusage(who: libc::c_int) -> Duration {
-    // SAFETY: getrusage writes into the zeroed struct we own.
-    let usage = unsafe {
-        let mut usage: libc::rusage = std::mem::zeroed();
-        libc::getrusage(who, &mut usage);
-        usage
+/// Reads a CPU-time clock: the scheduler's own nanosecond count. (The
+/// figures `getrusage` gives are scaled from ticks to stay monotonic and
+/// can stand still across a millisecond of work.)
+fn cpu_clock(clock: libc::clockid_t) -> Duration {
+    // SAFETY: clock_gettime writes into the zeroed struct we own.
+    let time = unsafe {
+        let mut time: libc::timespec = std::mem::zeroed();
+        libc::clock_gettime(clock, &mut time);
+        time
     };
-    let time = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    time(usage.ru_utime) + time(usage.ru_stime)
+    Duration::new(time.tv_sec as u64, time.tv_nsec as u32)
 }
 
 /// CPU time (user plus system) of each thread of this process, by name,
