@@ -48,20 +48,20 @@ impl Registry {
         // compile, one copy in memory, one set of warm instance slots.
         let mut shared: HashMap<(String, bool), Arc<CompiledJob>> = HashMap::new();
         for spec in loaded.jobs {
-            let bytes = match read_module(&spec) {
-                Ok(bytes) => bytes,
+            let module = match read_module(&spec) {
+                Ok(module) => module,
                 Err(e) => {
                     registry.errors.push(e);
                     continue;
                 }
             };
-            let key = (hex(&Sha256::digest(&bytes)), spec.limits.fuel.is_some());
+            let key = (module.sha256.clone(), spec.limits.fuel.is_some());
             if let Some(compiled) = shared.get(&key) {
                 let job = LoadedJob { fingerprint: format!("{spec:?}"), spec, compiled: compiled.clone() };
                 registry.jobs.push(job);
                 continue;
             }
-            match compile(runtime, &spec, &bytes, cache) {
+            match compile(runtime, &spec, &module, cache) {
                 Ok((job, provenance)) => {
                     match provenance {
                         Provenance::Compiled => registry.compiled += 1,
@@ -129,15 +129,15 @@ pub fn plan_reload(
             continue;
         }
         let name = spec.name.clone();
-        let bytes = match read_module(&spec) {
-            Ok(bytes) => bytes,
+        let module = match read_module(&spec) {
+            Ok(module) => module,
             Err(error) => {
                 changes.push(Change::Failed { job: name, error });
                 continue;
             }
         };
-        let (sha256, metered) = (hex(&Sha256::digest(&bytes)), spec.limits.fuel.is_some());
-        let same = |compiled: &CompiledJob| compiled.sha256 == sha256 && compiled.metered == metered;
+        let metered = spec.limits.fuel.is_some();
+        let same = |compiled: &CompiledJob| compiled.sha256 == module.sha256 && compiled.metered == metered;
         if previous.is_some_and(|p| p.fingerprint == fingerprint && same(&p.compiled)) {
             continue; // touched, not changed
         }
@@ -151,7 +151,7 @@ pub fn plan_reload(
             .cloned();
         match shared {
             Some(compiled) => changes.push(Change::Loaded(Box::new(LoadedJob { spec, compiled, fingerprint }))),
-            None => match compile(runtime, &spec, &bytes, cache) {
+            None => match compile(runtime, &spec, &module, cache) {
                 Ok((job, _)) => {
                     compiled_here.push(job.compiled.clone());
                     changes.push(Change::Loaded(Box::new(job)));
@@ -182,27 +182,36 @@ pub fn normalize(path: &Path) -> PathBuf {
     }
 }
 
+/// A job's module as read from its file, with its digest: what tells
+/// modules apart, for sharing compiled code and for the compile cache.
+pub struct ModuleBytes {
+    pub bytes: Vec<u8>,
+    pub sha256: String,
+}
+
 /// Reads the module of `spec`, with an error naming the declaration.
-pub fn read_module(spec: &JobSpec) -> Result<Vec<u8>, ConfigError> {
-    std::fs::read(&spec.module).map_err(|e| {
+pub fn read_module(spec: &JobSpec) -> Result<ModuleBytes, ConfigError> {
+    let bytes = std::fs::read(&spec.module).map_err(|e| {
         let hint = if e.kind() == std::io::ErrorKind::NotFound {
             "; build the job first, or fix `module` (it is relative to the declaration)"
         } else {
             ""
         };
         module_error(spec, format!("cannot be read: {e}{hint}"))
-    })
+    })?;
+    let sha256 = hex(&Sha256::digest(&bytes));
+    Ok(ModuleBytes { bytes, sha256 })
 }
 
-/// Compiles `bytes` as the module of `spec`.
+/// Compiles `module` as the module of `spec`.
 pub fn compile(
     runtime: &Runtime,
     spec: &JobSpec,
-    bytes: &[u8],
+    module: &ModuleBytes,
     cache: Option<&CompileCache>,
 ) -> Result<(LoadedJob, Provenance), ConfigError> {
     let (compiled, provenance) = runtime
-        .compile_cached(bytes, spec.limits.fuel.is_some(), cache)
+        .compile_cached(&module.bytes, &module.sha256, spec.limits.fuel.is_some(), cache)
         .map_err(|e| module_error(spec, e.to_string()))?;
     let job = LoadedJob { fingerprint: format!("{spec:?}"), spec: spec.clone(), compiled: Arc::new(compiled) };
     Ok((job, provenance))

@@ -69,17 +69,18 @@ impl Runtime {
     /// Compiles `bytes` (binary or WAT) for a job that is metered or not.
     /// CPU-heavy: call it off the async workers.
     pub fn compile(&self, bytes: &[u8], metered: bool) -> Result<CompiledJob, CompileError> {
-        self.compile_cached(bytes, metered, None).map(|(job, _)| job)
+        self.compile_cached(bytes, &hex(&Sha256::digest(bytes)), metered, None).map(|(job, _)| job)
     }
 
-    /// As [`compile`](Self::compile), reusing and filling `cache` if given.
+    /// As [`compile`](Self::compile), for `bytes` whose SHA-256 (hex) the
+    /// caller has already taken; reuses and fills `cache` if given.
     pub fn compile_cached(
         &self,
         bytes: &[u8],
+        sha256: &str,
         metered: bool,
         cache: Option<&CompileCache>,
     ) -> Result<(CompiledJob, Provenance), CompileError> {
-        let sha256 = hex(&Sha256::digest(bytes));
         let binary = if bytes.starts_with(b"\0asm") {
             std::borrow::Cow::Borrowed(bytes)
         } else {
@@ -91,7 +92,7 @@ impl Runtime {
         let (kind, provenance) = if wasmparser::Parser::is_component(&binary) {
             let (component, provenance) = cache::load_or_compile(
                 cache,
-                &engines.cache_entry(&sha256, "component"),
+                &engines.cache_entry(sha256, "component"),
                 // SAFETY: cache entries are written only by this host into its
                 // private state folder, and wasmtime checks their compatibility.
                 |path| unsafe { Component::deserialize_file(&engines.engine, path) }.ok(),
@@ -108,7 +109,7 @@ impl Runtime {
         } else {
             let (module, provenance) = cache::load_or_compile(
                 cache,
-                &engines.cache_entry(&sha256, "module"),
+                &engines.cache_entry(sha256, "module"),
                 // SAFETY: as above.
                 |path| unsafe { Module::deserialize_file(&engines.engine, path) }.ok(),
                 || Module::new(&engines.engine, &binary).map_err(CompileError::Invalid),
@@ -120,7 +121,7 @@ impl Runtime {
             let pre = engines.modules.instantiate_pre(&module).map_err(CompileError::Unlinkable)?;
             (GuestKind::Command(pre), provenance)
         };
-        Ok((CompiledJob { kind, sha256, metered }, provenance))
+        Ok((CompiledJob { kind, sha256: sha256.to_owned(), metered }, provenance))
     }
 }
 
