@@ -140,6 +140,40 @@ fn sigterm_lets_short_runs_finish_and_cancels_long_ones_after_the_grace() {
     assert!(runs.iter().all(|r| r.status != RunStatus::Running), "nothing is left running");
 }
 
+/// A module that takes a while to compile: many functions of loads,
+/// arithmetic and stores.
+fn slow_to_compile(functions: usize) -> String {
+    let mut wat = String::from("(module\n  (memory (export \"memory\") 1)\n  (func (export \"_start\"))");
+    for i in 0..functions {
+        wat.push_str("\n  (func (param i32 i32) (result i32) (local i32) (loop $again");
+        for step in 0..8 {
+            let offset = (i * 32 + step * 4) % 4096;
+            wat.push_str(&format!(
+                " local.get 0 i32.load offset={offset} local.get 1 i32.add local.get 2 i32.xor local.set 2 \
+                 local.get 0 local.get 2 i32.const {} i32.mul i32.store offset={offset}",
+                i * 31 + step
+            ));
+        }
+        wat.push_str(" local.get 1 i32.const 1 i32.sub local.tee 1 br_if $again) local.get 2)");
+    }
+    wat.push(')');
+    wat
+}
+
+#[test]
+fn sigterm_during_start_up_stops_the_host_cleanly() {
+    let sandbox = Sandbox::new();
+    std::fs::write(sandbox.jobs().join("big.wat"), slow_to_compile(4000)).unwrap();
+    sandbox.declare("big", "module = \"big.wat\"\nschedule = \"@every 1s\"");
+    let host = Host::start(&sandbox, &[]);
+    // The database is opened first thing, before the jobs are compiled.
+    wait_for("the state database", Duration::from_secs(20), || sandbox.state().join("wasmcron.db").exists());
+    host.signal(libc::SIGTERM);
+    let (code, log) = host.wait(Duration::from_secs(60));
+    assert_eq!(code, Some(0), "killed by the signal instead of stopping:\n{log}");
+    assert!(log.contains("SIGTERM: shutting down") && log.contains("wasmcron host stopped"), "{log}");
+}
+
 #[test]
 fn sigkill_mid_run_loses_no_fire_and_runs_none_twice() {
     let sandbox = Sandbox::new();

@@ -48,6 +48,13 @@ fn duration(text: &str) -> Result<Duration, String> {
 pub fn run(globals: &Globals, args: Args) -> anyhow::Result<ExitCode> {
     let tokio =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
+    // Caught from the start: a SIGTERM while jobs load or the host recovers
+    // is acted on as soon as the scheduler runs (a clean stop, exit 0),
+    // rather than killing the process by the signal's default action.
+    let shutdown = {
+        let _entered = tokio.enter();
+        shutdown_signal().context("installing the SIGINT and SIGTERM handlers")?
+    };
     let store = Store::open(&globals.state)?;
     let cache = super::compile_cache(globals).map(Arc::new);
     let runtime = Arc::new(Runtime::new()?);
@@ -93,19 +100,23 @@ pub fn run(globals: &Globals, args: Args) -> anyhow::Result<ExitCode> {
         reported,
     };
     let scheduler = Scheduler::new(runtime, store, Clock::System, config, registry.jobs).with_reload(reload);
-    tokio.block_on(scheduler.run(shutdown_signal()))?;
+    tokio.block_on(scheduler.run(shutdown))?;
     drop(tokio); // ends any task still holding a store handle
     store_thread.join().map_err(|_| anyhow::anyhow!("the store thread panicked"))?;
     tracing::info!("wasmcron host stopped");
     Ok(ExitCode::SUCCESS)
 }
 
-/// Resolves at the first SIGINT (Ctrl-C) or SIGTERM.
-async fn shutdown_signal() {
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("installing the SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
-        _ = terminate.recv() => tracing::info!("SIGTERM: shutting down"),
-    }
+/// Installs the SIGINT (Ctrl-C) and SIGTERM handlers now; the future
+/// resolves at the first of either, including one that came before it
+/// was polled. Needs the tokio runtime's context.
+fn shutdown_signal() -> std::io::Result<impl Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (mut interrupt, mut terminate) = (signal(SignalKind::interrupt())?, signal(SignalKind::terminate())?);
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => tracing::info!("SIGINT: shutting down"),
+            _ = terminate.recv() => tracing::info!("SIGTERM: shutting down"),
+        }
+    })
 }
