@@ -2,16 +2,18 @@
 //!
 //! Modules, one per concern, with dependencies pointing one way:
 //! `config` (TOML → `JobSpec`), `schedule` (cron text → pure `next_after`),
-//! `runtime` (engines, compile, run → `RunOutcome`), `store` (SQLite),
-//! `registry` (declarations + compiled modules), `watcher` (file events →
-//! debounced batches), `scheduler` (timers, dispatch, retries, catch-up,
-//! reload), `cli`. `schedule`, `store`
-//! and `runtime` are leaves; `record` and `units` are shared vocabulary.
+//! `runtime` (engines, compile, run → `RunOutcome`), `store` (one
+//! interface; `store::sqlite` behind it), `registry` (declarations +
+//! compiled modules), `watcher` (file events → debounced batches),
+//! `scheduler` (timers, dispatch, retries, catch-up, reload; reached
+//! through its `Handle`), `events` (run lifecycle observers), `jobhost`
+//! (the job world's host calls), `cli`. `schedule`, `store` and `runtime`
+//! are leaves; `record` and `units` are shared vocabulary.
 
-pub mod bench;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod events;
 pub mod jobhost;
 pub mod record;
 pub mod registry;

@@ -24,7 +24,7 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(error) => {
             eprintln!("error: {error:#}");
-            ExitCode::from(cli::CONFIG_ERROR)
+            ExitCode::from(cli::exit_code(&error))
         }
     }
 }

@@ -21,8 +21,6 @@ use crate::runtime::{CompileCache, CompiledJob, Provenance, Runtime, hex};
 pub struct LoadedJob {
     pub spec: JobSpec,
     pub compiled: Arc<CompiledJob>,
-    /// Everything the declaration says, as text: equal means unchanged.
-    pub fingerprint: String,
 }
 
 /// Everything a jobs folder gave: runnable jobs, every error, and how many
@@ -57,7 +55,7 @@ impl Registry {
             };
             let key = (module.sha256.clone(), spec.limits.fuel.is_some());
             if let Some(compiled) = shared.get(&key) {
-                let job = LoadedJob { fingerprint: format!("{spec:?}"), spec, compiled: compiled.clone() };
+                let job = LoadedJob { spec, compiled: compiled.clone() };
                 registry.jobs.push(job);
                 continue;
             }
@@ -122,10 +120,10 @@ pub fn plan_reload(
     }
     for spec in loaded.jobs {
         present.insert(spec.name.clone());
-        let fingerprint = format!("{spec:?}");
+        let fingerprint = format!("{spec:?}"); // TEMPORARY until JobSpec: PartialEq
         let previous = current.get(&spec.name);
         let module_touched = changed.contains(&normalize(&spec.module));
-        if previous.is_some_and(|p| p.fingerprint == fingerprint) && !module_touched {
+        if previous.is_some_and(|p| format!("{:?}", p.spec) == fingerprint) && !module_touched {
             continue;
         }
         let name = spec.name.clone();
@@ -138,7 +136,7 @@ pub fn plan_reload(
         };
         let metered = spec.limits.fuel.is_some();
         let same = |compiled: &CompiledJob| compiled.sha256 == module.sha256 && compiled.metered == metered;
-        if previous.is_some_and(|p| p.fingerprint == fingerprint && same(&p.compiled)) {
+        if previous.is_some_and(|p| format!("{:?}", p.spec) == fingerprint && same(&p.compiled)) {
             continue; // touched, not changed
         }
         // Its own previous code, else another job's on the same module.
@@ -150,7 +148,7 @@ pub fn plan_reload(
             .find(|compiled| same(compiled))
             .cloned();
         match shared {
-            Some(compiled) => changes.push(Change::Loaded(Box::new(LoadedJob { spec, compiled, fingerprint }))),
+            Some(compiled) => changes.push(Change::Loaded(Box::new(LoadedJob { spec, compiled }))),
             None => match compile(runtime, &spec, &module, cache) {
                 Ok((job, _)) => {
                     compiled_here.push(job.compiled.clone());
@@ -213,7 +211,7 @@ pub fn compile(
     let (compiled, provenance) = runtime
         .compile_cached(&module.bytes, &module.sha256, spec.limits.fuel.is_some(), cache)
         .map_err(|e| module_error(spec, e.to_string()))?;
-    let job = LoadedJob { fingerprint: format!("{spec:?}"), spec: spec.clone(), compiled: Arc::new(compiled) };
+    let job = LoadedJob { spec: spec.clone(), compiled: Arc::new(compiled) };
     Ok((job, provenance))
 }
 

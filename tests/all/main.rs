@@ -4,7 +4,6 @@
 //! `tests/fixtures`, and guests built from source by `support::guests`.
 
 mod abi;
-mod bench;
 mod cli;
 mod daemon;
 mod declarations;

@@ -6,16 +6,17 @@
 use std::time::{Duration, Instant};
 
 use wasmcron::record::RunStatus;
-use wasmcron::store::{JobState, Store};
+use wasmcron::store::JobState;
 
 use crate::daemon::Host;
-use crate::support::{Sandbox, all_runs, describe, text, versioned, wait_for};
+use crate::support::{Sandbox, all_runs, describe, text, versioned, wait_for, with_store};
 
 fn state(sandbox: &Sandbox, job: &str) -> JobState {
     if !sandbox.state().join("wasmcron.db").exists() {
         return JobState::default();
     }
-    Store::open(&sandbox.state()).unwrap().job_state(job).unwrap()
+    let mut states = with_store(sandbox, async |store| store.job_states().await.unwrap());
+    states.remove(job).unwrap_or_default()
 }
 
 /// Replaces a file the way a build does: write a temporary file, rename it over.

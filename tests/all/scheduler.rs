@@ -12,7 +12,7 @@ use wasmcron::record::{RunRecord, RunStatus, Trigger};
 use wasmcron::registry::Registry;
 use wasmcron::runtime::Runtime;
 use wasmcron::scheduler::{Scheduler, SchedulerConfig};
-use wasmcron::store::{NewRun, RunFilter, Store, StoreHandle};
+use wasmcron::store::{NewRun, RunQuery, Store, StoreUrl};
 
 use crate::support::{Sandbox, sleeper};
 
@@ -47,8 +47,9 @@ impl World {
         self
     }
 
-    fn store(&self) -> Store {
-        Store::open(&self.sandbox.state()).unwrap()
+    /// The store, opened as the host opens it (on the test's runtime).
+    async fn store(&self) -> Arc<dyn Store> {
+        StoreUrl::resolve(None, &self.sandbox.state()).unwrap().open().await.unwrap()
     }
 
     /// Runs the host from `origin` for `how_long` of virtual time, then shuts it down.
@@ -56,16 +57,18 @@ impl World {
         let runtime = Arc::new(Runtime::new().unwrap());
         let registry = Registry::load(&runtime, &self.sandbox.jobs(), None).unwrap();
         assert!(registry.errors.is_empty(), "{:?}", registry.errors);
-        // Inline: a store thread would let the paused clock leap while it works.
-        let store = StoreHandle::inline(self.store());
+        // The store's work runs on the blocking pool, which holds the
+        // paused clock still meanwhile: the store takes no virtual time.
+        let store = self.store().await;
         let clock = Clock::starting_at(at(origin));
-        let scheduler = Scheduler::new(runtime, store, clock, self.config.clone(), registry.jobs);
+        let (scheduler, _handle) = Scheduler::new(runtime, store, clock, self.config.clone(), registry.jobs);
         scheduler.run(tokio::time::sleep(how_long)).await.unwrap();
     }
 
     /// All runs of `job`, oldest first.
-    fn runs(&self, job: &str) -> Vec<RunRecord> {
-        let mut runs = self.store().runs(&RunFilter { job: Some(job.into()), status: None, limit: 10_000 }).unwrap();
+    async fn runs(&self, job: &str) -> Vec<RunRecord> {
+        let query = RunQuery { job: Some(job.into()), limit: 10_000, ..RunQuery::default() };
+        let mut runs = self.store().await.runs(query).await.unwrap();
         runs.reverse();
         runs
     }
@@ -88,10 +91,10 @@ async fn overlap_skip_records_the_skipped_fire() {
     world.job("slow", &sleeper(90), "schedule = \"@every 60s\"\noverlap = \"skip\"");
     world.run(ORIGIN, Duration::from_secs(290)).await;
     assert_eq!(
-        timeline(&world.runs("slow")),
+        timeline(&world.runs("slow").await),
         line(&[("00:01:00", Succeeded), ("00:02:00", Skipped), ("00:03:00", Succeeded), ("00:04:00", Skipped)])
     );
-    let skipped = &world.runs("slow")[1];
+    let skipped = &world.runs("slow").await[1];
     assert!(skipped.error.as_deref().unwrap().contains("overlap = \"skip\""));
 }
 
@@ -100,7 +103,7 @@ async fn overlap_queue_holds_one_and_skips_the_rest() {
     let world = World::new();
     world.job("slow", &sleeper(150), "schedule = \"@every 60s\"\noverlap = \"queue\"");
     world.run(ORIGIN, Duration::from_secs(370)).await;
-    let runs = world.runs("slow");
+    let runs = world.runs("slow").await;
     assert_eq!(
         timeline(&runs)[..3],
         line(&[("00:01:00", Succeeded), ("00:02:00", Succeeded), ("00:03:00", Skipped)])[..]
@@ -119,7 +122,7 @@ async fn overlap_allow_runs_side_by_side() {
     let world = World::new();
     world.job("slow", &sleeper(90), "schedule = \"@every 60s\"\noverlap = \"allow\"");
     world.run(ORIGIN, Duration::from_secs(230)).await;
-    let runs = world.runs("slow");
+    let runs = world.runs("slow").await;
     assert_eq!(timeline(&runs)[..2], line(&[("00:01:00", Succeeded), ("00:02:00", Succeeded)])[..]);
     assert!(runs[1].started_at.unwrap() < runs[0].ended_at.unwrap(), "the second started while the first ran");
 }
@@ -129,7 +132,7 @@ async fn overlap_replace_cancels_the_running_one() {
     let world = World::new();
     world.job("slow", &sleeper(90), "schedule = \"@every 60s\"\noverlap = \"replace\"");
     world.run(ORIGIN, Duration::from_secs(190)).await;
-    let runs = world.runs("slow");
+    let runs = world.runs("slow").await;
     assert_eq!(timeline(&runs)[..2], line(&[("00:01:00", Cancelled), ("00:02:00", Cancelled)])[..]);
     assert_eq!(runs[0].ended_at, Some(at("2026-11-24T00:02:00Z")), "cancelled at the next fire");
     assert_eq!(runs[2].scheduled_for, at("2026-11-24T00:03:00Z"));
@@ -144,9 +147,14 @@ async fn catch_up_after_downtime(mode: &str) -> Vec<(String, RunStatus, Trigger)
         &sleeper(1),
         &format!("schedule = \"0 * * * *\"\ncatch_up = \"{mode}\"\ncatch_up_window = \"3h\""),
     );
-    world.store().set_last_fire("hourly", at("2026-11-23T19:30:00Z")).unwrap();
+    world.store().await.set_last_fire("hourly".into(), at("2026-11-23T19:30:00Z")).await.unwrap();
     world.run("2026-11-24T00:30:00Z", Duration::from_secs(60)).await;
-    world.runs("hourly").iter().map(|r| (r.scheduled_for.format("%H:%M").to_string(), r.status, r.trigger)).collect()
+    world
+        .runs("hourly")
+        .await
+        .iter()
+        .map(|r| (r.scheduled_for.format("%H:%M").to_string(), r.status, r.trigger))
+        .collect()
 }
 
 #[tokio::test(start_paused = true)]
@@ -181,8 +189,8 @@ async fn a_first_start_catches_nothing_up() {
     let world = World::new();
     world.job("hourly", &sleeper(1), "schedule = \"0 * * * *\"\ncatch_up = \"all\"");
     world.run("2026-11-24T00:30:00Z", Duration::from_secs(60)).await;
-    assert!(world.runs("hourly").is_empty());
-    assert_eq!(world.store().job_state("hourly").unwrap().last_fire, Some(at("2026-11-24T00:30:00Z")));
+    assert!(world.runs("hourly").await.is_empty());
+    assert_eq!(world.store().await.job_states().await.unwrap()["hourly"].last_fire, Some(at("2026-11-24T00:30:00Z")));
 }
 
 /// Start-up catches every job up at once (one transaction): each by its
@@ -197,29 +205,34 @@ async fn catching_up_many_jobs_applies_each_ones_policy() {
             &format!("schedule = \"0 * * * *\"\ncatch_up = \"{mode}\"\ncatch_up_window = \"3h\""),
         );
     }
-    let store = world.store();
+    let store = world.store().await;
     for name in ["all", "none", "paused"] {
-        store.set_last_fire(name, at("2026-11-23T21:30:00Z")).unwrap();
+        store.set_last_fire(name.into(), at("2026-11-23T21:30:00Z")).await.unwrap();
     }
-    store.set_paused("paused", true).unwrap();
+    store.set_paused("paused".into(), true).await.unwrap();
     drop(store);
     world.run("2026-11-24T00:30:00Z", Duration::from_secs(60)).await;
 
-    let hours = |job: &str| -> Vec<(String, RunStatus, Trigger)> {
-        world.runs(job).iter().map(|r| (r.scheduled_for.format("%H:%M").to_string(), r.status, r.trigger)).collect()
+    let hours = async |job: &str| -> Vec<(String, RunStatus, Trigger)> {
+        world
+            .runs(job)
+            .await
+            .iter()
+            .map(|r| (r.scheduled_for.format("%H:%M").to_string(), r.status, r.trigger))
+            .collect()
     };
     let each = |times: &[&str], status, trigger| -> Vec<(String, RunStatus, Trigger)> {
         times.iter().map(|t| (t.to_string(), status, trigger)).collect()
     };
-    assert_eq!(hours("all"), each(&["22:00", "23:00", "00:00"], Succeeded, Trigger::CatchUp));
-    assert_eq!(hours("none"), each(&["22:00", "23:00", "00:00"], Missed, Trigger::Schedule));
-    assert!(hours("paused").is_empty());
-    assert!(hours("fresh").is_empty());
+    assert_eq!(hours("all").await, each(&["22:00", "23:00", "00:00"], Succeeded, Trigger::CatchUp));
+    assert_eq!(hours("none").await, each(&["22:00", "23:00", "00:00"], Missed, Trigger::Schedule));
+    assert!(hours("paused").await.is_empty());
+    assert!(hours("fresh").await.is_empty());
     // Dealt with up to the newest missed fire, or (paused, never fired) up to the start.
-    let store = world.store();
+    let states = world.store().await.job_states().await.unwrap();
     for (name, last) in [("all", "00:00"), ("none", "00:00"), ("paused", "00:30"), ("fresh", "00:30")] {
         let expected = at(&format!("2026-11-24T{last}:00Z"));
-        assert_eq!(store.job_state(name).unwrap().last_fire, Some(expected), "{name}");
+        assert_eq!(states[name].last_fire, Some(expected), "{name}");
     }
 }
 
@@ -232,7 +245,7 @@ async fn retries_back_off_and_count_attempts() {
         "schedule = \"0 * * * *\"\n[retry]\nattempts = 3\nbackoff = \"10s\"\nmax_backoff = \"1m\"",
     );
     world.run("2026-11-24T00:59:00Z", Duration::from_secs(300)).await;
-    let runs = world.runs("flaky");
+    let runs = world.runs("flaky").await;
     let summary: Vec<_> = runs.iter().map(|r| (r.attempt, r.trigger, r.status)).collect();
     assert_eq!(summary, [(1, Trigger::Schedule, Failed), (2, Trigger::Retry, Failed), (3, Trigger::Retry, Failed)]);
     // Equal jitter: the n-th delay is within [b·2^(n-1)/2, b·2^(n-1)].
@@ -253,7 +266,7 @@ async fn no_retry_starts_after_the_next_fire_has_come() {
         "schedule = \"@every 60s\"\n[retry]\nattempts = 5\nbackoff = \"50s\"\nmax_backoff = \"10m\"",
     );
     world.run(ORIGIN, Duration::from_secs(100)).await;
-    let attempts: Vec<u32> = world.runs("flaky").iter().map(|r| r.attempt).collect();
+    let attempts: Vec<u32> = world.runs("flaky").await.iter().map(|r| r.attempt).collect();
     assert_eq!(attempts, [1, 2], "the third attempt would start after 00:02:00");
 }
 
@@ -261,17 +274,16 @@ async fn no_retry_starts_after_the_next_fire_has_come() {
 async fn abandoned_runs_are_retried_and_pending_ones_resumed() {
     let world = World::new();
     world.job("work", &sleeper(1), "[retry]\nattempts = 2");
-    let store = world.store();
-    let insert = |status, attempt| {
-        store
-            .insert_run(&NewRun { attempt, ..NewRun::new("work", status, Trigger::Manual, at("2026-11-23T23:00:00Z")) })
-            .unwrap()
+    let store = world.store().await;
+    let insert = async |status, attempt| {
+        let run = NewRun { status, attempt, ..NewRun::pending("work", Trigger::Manual, at("2026-11-23T23:00:00Z")) };
+        store.insert_runs(vec![run]).await.unwrap()[0]
     };
-    let crashed = insert(Running, 1);
-    let crashed_last_try = insert(Running, 2);
-    let queued = insert(Pending, 1);
+    let crashed = insert(Running, 1).await;
+    let crashed_last_try = insert(Running, 2).await;
+    let queued = insert(Pending, 1).await;
     world.run(ORIGIN, Duration::from_secs(30)).await;
-    let runs = world.runs("work");
+    let runs = world.runs("work").await;
     let by_id = |id| runs.iter().find(|r| r.id == id).unwrap();
     assert_eq!(by_id(crashed).status, Abandoned);
     assert_eq!(by_id(crashed_last_try).status, Abandoned);
@@ -288,7 +300,7 @@ async fn shutdown_waits_the_grace_period_then_cancels_and_keeps_pending_runs() {
     world.job("long", &sleeper(3600), "schedule = \"@every 60s\"\noverlap = \"allow\"");
     // Shut down at 00:02:30: the 00:01 run is going, the 00:02 run waits for a slot.
     world.run(ORIGIN, Duration::from_secs(150)).await;
-    let runs = world.runs("long");
+    let runs = world.runs("long").await;
     assert_eq!(timeline(&runs), line(&[("00:01:00", Cancelled), ("00:02:00", Pending)]));
     assert_eq!(runs[0].ended_at, Some(at("2026-11-24T00:02:45Z")), "cancelled when the 15 s grace ran out");
 }
@@ -298,10 +310,10 @@ async fn a_paused_job_does_not_fire() {
     let world = World::new();
     world.job("quiet", &sleeper(1), "schedule = \"@every 60s\"");
     world.job("loud", &sleeper(1), "schedule = \"@every 60s\"");
-    world.store().set_paused("quiet", true).unwrap();
+    world.store().await.set_paused("quiet".into(), true).await.unwrap();
     world.run(ORIGIN, Duration::from_secs(130)).await;
-    assert!(world.runs("quiet").is_empty());
-    assert_eq!(world.runs("loud").len(), 2);
+    assert!(world.runs("quiet").await.is_empty());
+    assert_eq!(world.runs("loud").await.len(), 2);
 }
 
 #[tokio::test(start_paused = true)]
@@ -309,7 +321,7 @@ async fn jitter_delays_each_fire_within_its_bound() {
     let world = World::new();
     world.job("spread", &sleeper(0), "schedule = \"@every 60s\"\njitter = \"30s\"");
     world.run(ORIGIN, Duration::from_secs(20 * 60 + 45)).await;
-    let runs = world.runs("spread");
+    let runs = world.runs("spread").await;
     assert_eq!(runs.len(), 20);
     let delays: Vec<i64> = runs.iter().map(|r| (r.started_at.unwrap() - r.scheduled_for).num_milliseconds()).collect();
     assert!(delays.iter().all(|d| (0..30_000).contains(d)), "{delays:?}");

@@ -197,13 +197,23 @@ pub fn versioned(tag: &str, millis: u64) -> String {
     )
 }
 
+/// Runs `work` against the sandbox's store, opened as the host opens it,
+/// on a small runtime of its own (for tests that are not async).
+pub fn with_store<T>(sandbox: &Sandbox, work: impl AsyncFnOnce(std::sync::Arc<dyn wasmcron::store::Store>) -> T) -> T {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let url = wasmcron::store::StoreUrl::resolve(None, &sandbox.state()).unwrap();
+        work(url.open().await.unwrap()).await
+    })
+}
+
 /// Every run in the sandbox's state database, oldest first (none if no database yet).
 pub fn all_runs(sandbox: &Sandbox) -> Vec<wasmcron::record::RunRecord> {
     if !sandbox.state().join("wasmcron.db").exists() {
         return Vec::new();
     }
-    let store = wasmcron::store::Store::open(&sandbox.state()).unwrap();
-    let mut runs = store.runs(&wasmcron::store::RunFilter { limit: 100_000, ..Default::default() }).unwrap();
+    let query = wasmcron::store::RunQuery { limit: 100_000, ..Default::default() };
+    let mut runs = with_store(sandbox, async |store| store.runs(query).await.unwrap());
     runs.reverse();
     runs
 }

@@ -1,47 +1,33 @@
-//! `wasmcron bench`: the performance suite (see `crate::bench`), or with
-//! `--job JOB`, a job author's sizing tool: runs the job's module N times
-//! through the real sandbox — as declared, and once more metered to count
-//! its fuel — and reports run time, fuel and output, without recording
-//! anything in the state database.
+//! `wasmcron bench --job JOB`: a job author's sizing tool. Runs the job's
+//! module N times through the real sandbox — as declared, and once more
+//! metered to count its fuel — and reports run time, fuel and output
+//! beside the declared limits, without recording anything in the store.
+//! (wasmcron's own performance suite is the `wasmcron-bench` crate, run by
+//! `cargo xtask bench`.)
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use serde::Serialize;
 
-use std::path::PathBuf;
-
 use super::Globals;
-use crate::bench::{self, Section};
 use crate::config::{self, JobSpec};
 use crate::registry;
 use crate::runtime::{CompiledJob, RunContext, RunControl, RunOutcome, Runtime};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Measure this job's module instead of running the suite.
+    /// The job whose module to measure.
     #[arg(long)]
-    pub job: Option<String>,
-    /// With --job: how many runs.
+    pub job: String,
+    /// How many runs.
     #[arg(short = 'n', long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub runs: u32,
-    /// With --job: a file whose bytes are each run's stdin.
-    #[arg(long, value_name = "FILE", requires = "job")]
+    /// A file whose bytes are each run's stdin.
+    #[arg(long, value_name = "FILE")]
     pub payload: Option<PathBuf>,
-    /// Suite sections to run (comma-separated); all of them by default.
-    #[arg(long, value_enum, value_delimiter = ',', conflicts_with = "job")]
-    pub only: Vec<Section>,
-    /// `max_running` caps for the throughput section (comma-separated);
-    /// by default 1, 4, 16, 64 and 256 (with --quick, 1 and 8).
-    #[arg(long, value_delimiter = ',', conflicts_with = "job", value_parser = clap::value_parser!(u16).range(1..=512))]
-    pub concurrency: Vec<u16>,
-    /// Small sizes, for checking the suite works; the numbers mean little.
-    #[arg(long, conflicts_with = "job")]
-    pub quick: bool,
-    /// The SHA-256 kernel built to wasm, for the `kernel` section.
-    #[arg(long, value_name = "FILE", default_value = "plugins/target/wasm32-wasip1/release/hash-kernel.wasm")]
-    pub kernel: PathBuf,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -75,30 +61,8 @@ struct Limits {
 }
 
 pub fn run(globals: &Globals, args: Args) -> anyhow::Result<ExitCode> {
-    match args.job.clone() {
-        Some(job) => job_bench(globals, &job, args),
-        None => suite(args),
-    }
-}
-
-fn suite(args: Args) -> anyhow::Result<ExitCode> {
-    let options = bench::Options {
-        sections: if args.only.is_empty() { Section::ALL.to_vec() } else { args.only },
-        quick: args.quick,
-        kernel: args.kernel,
-        program: std::env::current_exe().context("locating this program")?,
-        concurrency: args.concurrency.iter().map(|&n| usize::from(n)).collect(),
-    };
-    let report = bench::run(&options, |section| {
-        let name = clap::ValueEnum::to_possible_value(&section).map(|v| v.get_name().to_owned()).unwrap_or_default();
-        eprintln!("wasmcron bench: {name} …")
-    })?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        print!("{}", report.to_markdown());
-    }
-    Ok(ExitCode::SUCCESS)
+    let job = args.job.clone();
+    job_bench(globals, &job, args)
 }
 
 fn job_bench(globals: &Globals, job: &str, args: Args) -> anyhow::Result<ExitCode> {

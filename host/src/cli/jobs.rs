@@ -1,138 +1,122 @@
 //! `wasmcron jobs`: each job's schedule, next fire, last outcome and pause
-//! state, and every declaration or module that fails to load.
+//! state, and every declaration or module that fails to load — the jobs
+//! view a running host publishes, built here from the files and the store.
 
 use std::io::Write;
 use std::process::ExitCode;
 
 use chrono::Utc;
-use serde::Serialize;
 
 use super::Globals;
 use crate::record::format_time;
 use crate::registry::Registry;
 use crate::runtime::Runtime;
-use crate::store::Store;
+use crate::scheduler::{JobView, JobsView, LastRun, StoreHealth};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Print a JSON array.
+    /// Print the jobs view as JSON.
     #[arg(long)]
     pub json: bool,
 }
 
-#[derive(Debug, Serialize)]
-struct JobRow {
-    name: String,
-    schedule: Option<String>,
-    timezone: String,
-    next_fire: Option<String>,
-    enabled: bool,
-    paused: bool,
-    last_run: Option<LastRun>,
-    /// Why this job's files do not load (as this command finds them now).
-    error: Option<String>,
-    /// The module version a host has in service, and the error of its last
-    /// reload attempt if that failed (the older version then stays).
-    in_service: Option<String>,
-    host_load_error: Option<String>,
-}
-
-#[derive(Debug, Serialize)]
-struct LastRun {
-    id: i64,
-    status: String,
-    ended_at: Option<String>,
-}
-
 pub fn run(globals: &Globals, args: Args) -> anyhow::Result<ExitCode> {
-    let runtime = Runtime::new()?;
-    let has_state = globals.state.join(crate::store::DATABASE_FILE).exists();
-    let cache = if has_state { super::compile_cache(globals) } else { None };
-    let registry = Registry::load(&runtime, &globals.jobs, cache.as_ref())?;
-    let store = has_state.then(|| Store::open(&globals.state)).transpose()?;
-    let states = store.as_ref().map(Store::job_states).transpose()?.unwrap_or_default();
-    let outcomes = store.as_ref().map(Store::last_outcomes).transpose()?.unwrap_or_default();
-    let now = Utc::now();
-
-    let mut rows: Vec<JobRow> = registry
-        .jobs
-        .iter()
-        .map(|job| {
-            let spec = &job.spec;
-            let paused = states.get(&spec.name).is_some_and(|s| s.paused);
-            let next = spec.schedule.as_ref().filter(|_| spec.enabled && !paused).and_then(|s| s.next_after(now));
-            JobRow {
-                name: spec.name.clone(),
-                schedule: spec.schedule.as_ref().map(|s| s.text().to_owned()),
-                timezone: spec.timezone.to_string(),
-                next_fire: next.map(|t| t.with_timezone(&spec.timezone).to_rfc3339()),
-                enabled: spec.enabled,
-                paused,
-                last_run: outcomes.iter().find(|r| r.job == spec.name).map(|r| LastRun {
-                    id: r.id,
-                    status: r.status.as_str().into(),
-                    ended_at: r.ended_at.map(format_time),
-                }),
-                error: None,
-                in_service: states.get(&spec.name).and_then(|s| s.module_sha256.clone()),
-                host_load_error: states.get(&spec.name).and_then(|s| s.load_error.clone()),
-            }
-        })
-        .collect();
-    for error in &registry.errors {
-        let name = error.file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-        let state = states.get(&name);
-        rows.push(JobRow {
-            in_service: state.and_then(|s| s.module_sha256.clone()),
-            host_load_error: state.and_then(|s| s.load_error.clone()),
-            name,
-            schedule: None,
-            timezone: String::new(),
-            next_fire: None,
-            enabled: false,
-            paused: false,
-            last_run: None,
-            error: Some(error.to_string()),
-        });
-    }
-    rows.sort_by(|a, b| a.name.cmp(&b.name));
-
+    let view = build_view(globals)?;
     let mut out = std::io::stdout().lock();
     if args.json {
-        serde_json::to_writer_pretty(&mut out, &rows)?;
+        serde_json::to_writer_pretty(&mut out, &view)?;
         writeln!(out)?;
         return Ok(ExitCode::SUCCESS);
     }
     writeln!(out, "{:<20} {:<28} {:<26} {:<22} STATE", "JOB", "SCHEDULE", "NEXT FIRE", "LAST RUN")?;
-    for row in &rows {
-        if let Some(error) = &row.error {
-            writeln!(out, "{:<20} LOAD ERROR: {error}", row.name)?;
-            if let Some(sha) = &row.in_service {
-                writeln!(out, "{:<20}   (the host keeps the version it has in service, module {})", "", &sha[..12])?;
-            }
-            continue;
-        }
-        let schedule = match &row.schedule {
-            Some(text) if row.timezone != "UTC" => format!("{text} ({})", row.timezone),
-            Some(text) => text.clone(),
-            None => "triggered only".into(),
-        };
-        let last = row.last_run.as_ref().map(|r| format!("#{} {}", r.id, r.status)).unwrap_or_else(|| "-".into());
-        let state = if !row.enabled {
-            "disabled"
-        } else if row.paused {
-            "paused"
-        } else {
-            "active"
-        };
-        writeln!(
-            out,
-            "{:<20} {:<28} {:<26} {:<22} {state}",
-            row.name,
-            schedule,
-            row.next_fire.as_deref().unwrap_or("-"),
-            last
-        )?;
+    for job in &view.jobs {
+        render(&mut out, job)?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The jobs view from the files as they are now and what the store holds.
+fn build_view(globals: &Globals) -> anyhow::Result<JobsView> {
+    let runtime = Runtime::new()?;
+    let url = globals.store_url()?;
+    let has_store = url.exists();
+    let cache = if has_store { super::compile_cache(globals) } else { None };
+    let registry = Registry::load(&runtime, &globals.jobs, cache.as_ref())?;
+    let (states, outcomes) = if has_store {
+        super::block_on(async {
+            let store = url.open_existing().await?;
+            anyhow::Ok((store.job_states().await?, store.last_outcomes().await?))
+        })??
+    } else {
+        Default::default()
+    };
+    let now = Utc::now();
+    let mut jobs: Vec<JobView> = registry
+        .jobs
+        .iter()
+        .map(|job| {
+            let spec = &job.spec;
+            let state = states.get(&spec.name).cloned().unwrap_or_default();
+            let next = spec.schedule.as_ref().filter(|_| spec.enabled && !state.paused).and_then(|s| s.next_after(now));
+            JobView {
+                name: spec.name.clone(),
+                schedule: spec.schedule.as_ref().map(|s| s.text().to_owned()),
+                timezone: spec.timezone.to_string(),
+                enabled: spec.enabled,
+                paused: state.paused,
+                next_fire: next,
+                last_run: outcomes.iter().find(|r| r.job == spec.name).map(LastRun::from),
+                load_error: state.load_error,
+                module_sha256: state.module_sha256,
+                in_flight: Vec::new(),
+            }
+        })
+        .collect();
+    for error in &registry.errors {
+        let name = error.job();
+        let state = states.get(&name).cloned().unwrap_or_default();
+        jobs.push(JobView {
+            module_sha256: state.module_sha256,
+            paused: state.paused,
+            load_error: Some(error.to_string()),
+            name,
+            ..JobView::default()
+        });
+    }
+    jobs.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(JobsView { jobs, store: StoreHealth::healthy() })
+}
+
+fn render(out: &mut impl Write, job: &JobView) -> std::io::Result<()> {
+    if let Some(error) = job.load_error.as_ref().filter(|_| job.schedule.is_none() && job.timezone.is_empty()) {
+        writeln!(out, "{:<20} LOAD ERROR: {error}", job.name)?;
+        if let Some(sha) = &job.module_sha256 {
+            let short = sha.get(..12).unwrap_or(sha);
+            writeln!(out, "{:<20}   (the host keeps the version it has in service, module {short})", "")?;
+        }
+        return Ok(());
+    }
+    let schedule = match &job.schedule {
+        Some(text) if job.timezone != "UTC" => format!("{text} ({})", job.timezone),
+        Some(text) => text.clone(),
+        None => "triggered only".into(),
+    };
+    let last = job.last_run.as_ref().map(|r| format!("#{} {}", r.id, r.status)).unwrap_or_else(|| "-".into());
+    let state = if !job.enabled {
+        "disabled"
+    } else if job.paused {
+        "paused"
+    } else {
+        "active"
+    };
+    let next = match (job.next_fire, job.timezone.parse::<chrono_tz::Tz>()) {
+        (Some(at), Ok(zone)) => at.with_timezone(&zone).to_rfc3339(),
+        (Some(at), Err(_)) => format_time(at),
+        (None, _) => "-".into(),
+    };
+    writeln!(out, "{:<20} {:<28} {:<26} {:<22} {state}", job.name, schedule, next, last)?;
+    if let Some(error) = &job.load_error {
+        writeln!(out, "{:<20}   the host's last reload failed, keeping this version: {error}", "")?;
+    }
+    Ok(())
 }

@@ -3,7 +3,8 @@
 //! up to `main`, which prints them once.
 //!
 //! Exit codes: 0 success, 1 the job or the check failed, 2 usage or
-//! configuration error.
+//! configuration error, 3 a runtime failure the host could not ride out
+//! (an error wrapped in [`RuntimeFailure`]).
 
 mod bench;
 mod check;
@@ -18,6 +19,7 @@ mod runs;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 /// Runs WebAssembly jobs on cron schedules, each in a wasmtime sandbox.
@@ -36,9 +38,13 @@ pub struct Globals {
     /// Folder of job declarations (`NAME.toml`) and bare modules.
     #[arg(long, global = true, env = "WASMCRON_JOBS", default_value = "./jobs.d")]
     pub jobs: PathBuf,
-    /// Folder for the SQLite database and compile cache.
+    /// Folder for the compile cache, tokens, and the SQLite database.
     #[arg(long, global = true, env = "WASMCRON_STATE", default_value = "./.wasmcron")]
     pub state: PathBuf,
+    /// Where run history and job state are kept: `sqlite:PATH`
+    /// [default: sqlite:STATE/wasmcron.db].
+    #[arg(long, global = true, env = "WASMCRON_STORE", value_name = "URL")]
+    pub store: Option<String>,
     /// Address of the control plane (reserved: the HTTP API is not built yet).
     #[arg(long, global = true, env = "WASMCRON_LISTEN", default_value = "127.0.0.1:7878")]
     pub listen: String,
@@ -75,7 +81,7 @@ pub enum Command {
     Resume(pause::Args),
     /// Scaffold a job in a language: source, build script, declaration.
     New(new::Args),
-    /// Measure a job's module (run time, fuel, output) to size its limits.
+    /// Measure a job's module (run time, fuel, output) to size its limits (`--job JOB`).
     Bench(bench::Args),
 }
 
@@ -120,3 +126,31 @@ pub fn compile_cache(globals: &Globals) -> Option<crate::runtime::CompileCache> 
 pub const FAILED: u8 = 1;
 /// Exit code for usage and configuration errors.
 pub const CONFIG_ERROR: u8 = 2;
+/// Exit code for a failure the running host could not ride out.
+pub const RUNTIME_FAILURE: u8 = 3;
+
+/// An error that ends a host that was running, as opposed to one that
+/// stopped it from starting: exits with [`RUNTIME_FAILURE`].
+#[derive(Debug, thiserror::Error)]
+#[error("{0:#}")]
+pub struct RuntimeFailure(pub anyhow::Error);
+
+/// The exit code for an error that ended a command.
+pub fn exit_code(error: &anyhow::Error) -> u8 {
+    if error.chain().any(|cause| cause.is::<RuntimeFailure>()) { RUNTIME_FAILURE } else { CONFIG_ERROR }
+}
+
+impl Globals {
+    /// The store `--store` names, or the default in the state folder.
+    pub fn store_url(&self) -> anyhow::Result<crate::store::StoreUrl> {
+        Ok(crate::store::StoreUrl::resolve(self.store.as_deref(), &self.state)?)
+    }
+}
+
+/// Runs `work` to completion on a small runtime of its own: the CLI's
+/// one-shot commands reach the store, which is async, this way.
+pub fn block_on<T>(work: impl Future<Output = T>) -> anyhow::Result<T> {
+    let runtime =
+        tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the async runtime")?;
+    Ok(runtime.block_on(work))
+}

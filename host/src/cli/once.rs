@@ -19,7 +19,7 @@ use crate::record::{RunStatus, Trigger};
 use crate::registry;
 use crate::runtime::{RunContext, RunControl, Runtime};
 use crate::scheduler;
-use crate::store::{NewRun, Store, StoreHandle};
+use crate::store::NewRun;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -53,14 +53,18 @@ pub fn run(globals: &Globals, args: Args) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(CONFIG_ERROR));
         }
     };
-    let store = Store::open(&globals.state)?;
-
+    let tokio =
+        tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
+    let store = tokio.block_on(globals.store_url()?.open())?;
     let started_at = Utc::now();
-    let run_id = store.insert_run(&NewRun {
+    let row = NewRun {
+        status: RunStatus::Running,
         started_at: Some(started_at),
-        module_sha256: Some(&compiled.sha256),
-        ..NewRun::new(&spec.name, RunStatus::Running, Trigger::Manual, started_at)
-    })?;
+        module_sha256: Some(compiled.sha256.clone()),
+        payload: payload.clone(),
+        ..NewRun::pending(&spec.name, Trigger::Manual, started_at)
+    };
+    let run_id = tokio.block_on(store.insert_runs(vec![row]))?[0];
     let context = RunContext {
         run_id,
         attempt: 1,
@@ -69,14 +73,9 @@ pub fn run(globals: &Globals, args: Args) -> anyhow::Result<ExitCode> {
         payload,
         echo: !args.json,
         // Enqueued runs wait as pending rows for the next host start.
-        host: Some(Arc::new(StoreJobHost {
-            store: StoreHandle::inline(Store::open(&globals.state)?),
-            queue: Queue::Pending(declared),
-        })),
+        host: Some(Arc::new(StoreJobHost { store: store.clone(), queue: Queue::Pending(declared) })),
     };
 
-    let tokio =
-        tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
     let report = tokio.block_on(async {
         let control = RunControl::new(spec.limits.timeout);
         let on_ctrl_c = control.clone();
@@ -92,11 +91,12 @@ pub fn run(globals: &Globals, args: Args) -> anyhow::Result<ExitCode> {
 
     let ended_at = Utc::now();
     let (outcome, finished) = scheduler::finished(report, ended_at);
-    store.finish_run(run_id, &finished)?;
+    tokio.block_on(store.finish_run(run_id, finished))?;
     tracing::info!(job = %spec.name, run_id, attempt = 1, outcome = outcome.status().as_str(),
         duration_ms = (ended_at - started_at).num_milliseconds(), "run ended");
 
-    let record = store.run(run_id)?.context("the run just recorded is missing from the state database")?;
+    let record =
+        tokio.block_on(store.run(run_id))?.context("the run just recorded is missing from the state database")?;
     if args.json {
         let mut stdout = std::io::stdout().lock();
         serde_json::to_writer_pretty(&mut stdout, &record)?;

@@ -6,7 +6,6 @@ use std::process::ExitCode;
 
 use super::{CONFIG_ERROR, Globals};
 use crate::config;
-use crate::store::Store;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -20,7 +19,8 @@ pub fn run(globals: &Globals, args: Args, paused: bool) -> anyhow::Result<ExitCo
         eprintln!("error: no job named {:?} in {}; see `wasmcron jobs`", args.job, globals.jobs.display());
         return Ok(ExitCode::from(CONFIG_ERROR));
     }
-    Store::open(&globals.state)?.set_paused(&args.job, paused)?;
+    let url = globals.store_url()?;
+    super::block_on(async { url.open().await?.set_paused(args.job.clone(), paused).await })??;
     println!("{} {}", args.job, if paused { "paused" } else { "resumed" });
     Ok(ExitCode::SUCCESS)
 }

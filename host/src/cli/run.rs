@@ -1,7 +1,8 @@
 //! `wasmcron run`: the host, in the foreground. Loads and compiles jobs.d,
 //! recovers from the last stop, fires jobs until SIGINT or SIGTERM, then
 //! lets running guests finish within the grace period, cancels the rest,
-//! flushes the store and exits 0. Jobs reload as their files change.
+//! flushes the store and exits 0 (3 if it could not ride out a failure).
+//! Jobs reload as their files change.
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
@@ -11,12 +12,12 @@ use std::time::Duration;
 use anyhow::Context;
 use chrono::Utc;
 
-use super::Globals;
+use super::{Globals, RuntimeFailure};
 use crate::clock::Clock;
 use crate::registry::Registry;
 use crate::runtime::Runtime;
 use crate::scheduler::{ReloadConfig, Scheduler, SchedulerConfig};
-use crate::store::{Retention, Store, StoreHandle};
+use crate::store::{Load, Retention};
 use crate::units;
 
 #[derive(Debug, clap::Args)]
@@ -27,6 +28,10 @@ pub struct Args {
     /// On shutdown, how long running guests may take before they are cancelled.
     #[arg(long, default_value = "15s", value_parser = duration)]
     pub grace: Duration,
+    /// Triggered runs accepted and waiting to start, at most; a trigger
+    /// beyond it is refused ("try again later"), never dropped.
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_queued: u32,
     /// Runs kept per job; older ones are pruned hourly.
     #[arg(long, default_value_t = 1000)]
     pub keep_runs: u32,
@@ -55,36 +60,44 @@ pub fn run(globals: &Globals, args: Args) -> anyhow::Result<ExitCode> {
         let _entered = tokio.enter();
         shutdown_signal().context("installing the SIGINT and SIGTERM handlers")?
     };
-    let store = Store::open(&globals.state)?;
+    let url = globals.store_url()?;
+    let store = tokio.block_on(url.open())?;
     let cache = super::compile_cache(globals).map(Arc::new);
     let runtime = Arc::new(Runtime::new()?);
     let registry = Registry::load(&runtime, &globals.jobs, cache.as_deref())?;
     let mut reported = BTreeMap::new();
     for error in &registry.errors {
         tracing::error!("{error}");
-        let job = error.file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-        reported.insert(job, error.to_string());
+        reported.insert(error.job(), error.to_string());
     }
-    let now = Utc::now();
-    store.transaction(|store| {
-        for job in &registry.jobs {
-            store.set_loaded(&job.spec.name, &job.compiled.sha256, now)?;
-        }
-        reported.iter().try_for_each(|(job, error)| store.set_load_error(job, error))
-    })?;
+    let loads = registry
+        .jobs
+        .iter()
+        .map(|job| Load::Loaded {
+            job: job.spec.name.clone(),
+            module_sha256: job.compiled.sha256.clone(),
+            first: false,
+        })
+        .chain(reported.iter().map(|(job, error)| Load::Failed { job: job.clone(), error: error.clone() }))
+        .collect();
+    if let Err(error) = tokio.block_on(store.record_loads(loads, Utc::now())) {
+        // Only what `wasmcron jobs` shows without a host is behind; the
+        // scheduler rides out a failing store on its own.
+        tracing::warn!(%error, "could not record the loaded jobs in the store");
+    }
     tracing::info!(
         jobs = registry.jobs.len(),
         errors = registry.errors.len(),
         compiled = registry.compiled,
         cached = registry.cached,
         dir = %globals.jobs.display(),
-        state = %globals.state.display(),
+        store = %url,
         "wasmcron host started"
     );
 
-    let (store, store_thread) = StoreHandle::spawn(store);
     let config = SchedulerConfig {
         max_running: args.max_running as usize,
+        max_queued: args.max_queued as usize,
         grace: args.grace,
         retention: Retention {
             max_count: args.keep_runs,
@@ -99,10 +112,10 @@ pub fn run(globals: &Globals, args: Args) -> anyhow::Result<ExitCode> {
         module_folders: registry.module_folders,
         reported,
     };
-    let scheduler = Scheduler::new(runtime, store, Clock::System, config, registry.jobs).with_reload(reload);
-    tokio.block_on(scheduler.run(shutdown))?;
-    drop(tokio); // ends any task still holding a store handle
-    store_thread.join().map_err(|_| anyhow::anyhow!("the store thread panicked"))?;
+    let (scheduler, _handle) = Scheduler::new(runtime, store, Clock::System, config, registry.jobs);
+    tokio.block_on(scheduler.with_reload(reload).run(shutdown)).map_err(RuntimeFailure)?;
+    // Dropping the runtime waits for the store's last commit in flight.
+    drop(tokio);
     tracing::info!("wasmcron host stopped");
     Ok(ExitCode::SUCCESS)
 }

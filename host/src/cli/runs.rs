@@ -1,14 +1,12 @@
 //! `wasmcron runs` and `wasmcron logs RUN`: run history, read straight from
-//! the state database, so they work with or without a host running.
+//! the store, so they work with or without a host running.
 
 use std::io::Write;
 use std::process::ExitCode;
 
-use anyhow::Context;
-
 use super::{CONFIG_ERROR, Globals};
 use crate::record::{RunRecord, RunStatus};
-use crate::store::{RunFilter, Store};
+use crate::store::RunQuery;
 
 #[derive(Debug, clap::Args)]
 pub struct RunsArgs {
@@ -38,9 +36,9 @@ pub struct LogsArgs {
 }
 
 pub fn runs(globals: &Globals, args: RunsArgs) -> anyhow::Result<ExitCode> {
-    let store = open_existing(globals)?;
-    let filter = RunFilter { job: args.job, status: args.status, limit: args.limit };
-    let runs = store.runs(&filter)?;
+    let query = RunQuery { job: args.job.clone(), status: args.status, limit: args.limit, ..RunQuery::default() };
+    let url = globals.store_url()?;
+    let runs = super::block_on(async { url.open_existing().await?.runs(query).await })??;
     let mut out = std::io::stdout().lock();
     if args.json {
         serde_json::to_writer_pretty(&mut out, &runs)?;
@@ -48,7 +46,7 @@ pub fn runs(globals: &Globals, args: RunsArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     if runs.is_empty() {
-        eprintln!("no runs recorded{}", filter.job.map(|j| format!(" for {j}")).unwrap_or_default());
+        eprintln!("no runs recorded{}", args.job.map(|j| format!(" for {j}")).unwrap_or_default());
         return Ok(ExitCode::SUCCESS);
     }
     writeln!(
@@ -74,9 +72,10 @@ pub fn runs(globals: &Globals, args: RunsArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub fn logs(globals: &Globals, args: LogsArgs) -> anyhow::Result<ExitCode> {
-    let store = open_existing(globals)?;
-    let Some(run) = store.run(args.run)? else {
-        eprintln!("error: no run {} in {}; list runs with `wasmcron runs`", args.run, globals.state.display());
+    let url = globals.store_url()?;
+    let run = super::block_on(async { url.open_existing().await?.run(args.run).await })??;
+    let Some(run) = run else {
+        eprintln!("error: no run {} in {url}; list runs with `wasmcron runs`", args.run);
         return Ok(ExitCode::from(CONFIG_ERROR));
     };
     std::io::stdout().write_all(&run.stdout)?;
@@ -85,18 +84,6 @@ pub fn logs(globals: &Globals, args: LogsArgs) -> anyhow::Result<ExitCode> {
         eprintln!("(run {} is {}; its output is recorded when it ends)", run.id, run.status);
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Opens the state database, refusing to create one where none is.
-pub fn open_existing(globals: &Globals) -> anyhow::Result<Store> {
-    let file = globals.state.join(crate::store::DATABASE_FILE);
-    if !file.exists() {
-        anyhow::bail!(
-            "no state database at {}; start the host (`wasmcron run`) or run a job (`wasmcron once JOB`) first, or pass --state DIR",
-            file.display()
-        );
-    }
-    Store::open(&globals.state).with_context(|| format!("opening {}", file.display()))
 }
 
 fn took(run: &RunRecord) -> String {

@@ -26,6 +26,13 @@ impl ConfigError {
     }
 }
 
+impl ConfigError {
+    /// TEMPORARY
+    pub fn job(&self) -> String {
+        self.file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
+    }
+}
+
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}: ", self.file.display())?;

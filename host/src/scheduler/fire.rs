@@ -6,8 +6,9 @@ use chrono::{DateTime, Utc};
 
 use super::Scheduler;
 use crate::config::Overlap;
+use crate::events::{RunEvent, Stage};
 use crate::record::{RunStatus, Trigger};
-use crate::store::{NewRun, PendingRun};
+use crate::store::{self, NewRun};
 
 impl Scheduler {
     /// The overlap policy's answer to a fire of `job`.
@@ -26,44 +27,75 @@ impl Scheduler {
     }
 
     /// Writes the fires' rows (one store round trip), then acts on them.
-    pub(super) async fn record_fires(&mut self, fires: Vec<Fire>) -> anyhow::Result<()> {
+    /// If the store refuses them, their jobs are caught up once it recovers.
+    pub(super) async fn record_fires(&mut self, fires: Vec<Fire>) {
         let now = self.clock.now();
-        let written = self
-            .store
-            .call(move |store| {
-                store.transaction(|store| {
-                    let mut written = Vec::with_capacity(fires.len());
-                    for fire in fires {
-                        let paused = store.job_state(&fire.job)?.paused;
-                        store.set_last_fire(&fire.job, fire.nominal)?;
-                        let run = if paused { None } else { Some(fire.write(store, now)?) };
-                        written.push((fire, run));
-                    }
-                    Ok(written)
-                })
+        let rows = fires
+            .iter()
+            .map(|fire| store::Fire {
+                job: fire.job.clone(),
+                scheduled_for: fire.nominal,
+                skipped: match fire.action {
+                    Action::Skip(why) => Some(why.to_owned()),
+                    _ => None,
+                },
             })
-            .await?;
-        let recorded = self.clock.now();
-        for (fire, run) in written {
-            let Some(run) = run else { continue };
-            if let Some(probe) = self.probe.as_ref().filter(|_| matches!(fire.action, Action::Start)) {
-                probe.note(super::probe::Stage::Recorded, fire.nominal, recorded);
+            .collect();
+        let recorded = match self.store.record_fires(rows, now).await {
+            Ok(recorded) => recorded,
+            Err(error) => {
+                self.backlog.failed(&error, now);
+                for fire in &fires {
+                    self.backlog.owe_catch_up(&fire.job);
+                }
+                self.arm_store_retry();
+                return;
             }
+        };
+        let recorded_at = self.clock.now();
+        for (fire, id) in fires.into_iter().zip(recorded) {
             let Some(slot) = self.jobs.get_mut(&fire.job) else { continue };
+            slot.paused = id.is_none();
+            let Some(id) = id else { continue };
+            let status = match fire.action {
+                Action::Skip(_) => RunStatus::Skipped,
+                _ => RunStatus::Pending,
+            };
+            self.events.emit(|| RunEvent {
+                stage: Stage::Recorded,
+                status: Some(status),
+                run_id: Some(id),
+                at: recorded_at,
+                ..event(&fire.job, fire.nominal, recorded_at)
+            });
+            let run = NewRun::pending(&fire.job, Trigger::Schedule, fire.nominal).into_pending(id);
             match fire.action {
-                Action::Skip(reason) => tracing::info!(job = %fire.job, run_id = run.id, reason, "fire skipped"),
+                Action::Skip(reason) => tracing::info!(job = %fire.job, run_id = id, reason, "fire skipped"),
                 Action::Queue => slot.queued = Some(run),
                 Action::Replace => {
-                    for (run_id, control) in &slot.active {
+                    for (run_id, running) in self.in_flight.iter().filter(|(_, running)| running.job == fire.job) {
                         tracing::info!(job = %fire.job, run_id, "cancelling the running run (overlap = \"replace\")");
-                        control.cancel();
+                        running.control.cancel();
                     }
                     self.make_ready(run);
                 }
                 Action::Start => self.make_ready(run),
             }
         }
-        Ok(())
+    }
+}
+
+/// The `Fired` event of `job`'s fire due at `nominal`.
+pub(super) fn event(job: &str, nominal: DateTime<Utc>, at: DateTime<Utc>) -> RunEvent {
+    RunEvent {
+        stage: Stage::Fired,
+        job: job.to_owned(),
+        run_id: None,
+        trigger: Trigger::Schedule,
+        attempt: 1,
+        scheduled_for: nominal,
+        at,
+        status: None,
     }
 }
 
@@ -79,23 +111,4 @@ pub(super) struct Fire {
     job: String,
     nominal: DateTime<Utc>,
     action: Action,
-}
-
-impl Fire {
-    fn write(&self, store: &crate::store::Store, now: DateTime<Utc>) -> crate::store::Result<PendingRun> {
-        let (status, ended_at, error) = match self.action {
-            Action::Skip(reason) => (RunStatus::Skipped, Some(now), Some(reason.to_owned())),
-            _ => (RunStatus::Pending, None, None),
-        };
-        let run = NewRun { ended_at, error, ..NewRun::new(&self.job, status, Trigger::Schedule, self.nominal) };
-        let id = store.insert_run(&run)?;
-        Ok(PendingRun {
-            id,
-            job: self.job.clone(),
-            trigger: Trigger::Schedule,
-            attempt: 1,
-            scheduled_for: self.nominal,
-            payload: Vec::new(),
-        })
-    }
 }

@@ -1,42 +1,50 @@
 //! The scheduler: fires jobs on time, applies overlap and retry policies,
-//! and keeps every fire accounted for in the store.
+//! and keeps every fire accounted for in the store. Reached only through
+//! its [`Handle`] and its jobs-view snapshot.
 //!
 //! Strategy: one actor owns all scheduling state — the jobs, a heap of
-//! timers (fires, delayed retries, history pruning) and a FIFO of runs ready
-//! to start — and sleeps until the earliest timer, a run's completion, or
-//! shutdown. It never polls. Runs are tasks of their own: each marks its row
-//! `running`, runs the guest, writes the outcome, and reports back over a
-//! channel. Everything a fire decides is written through the store before
-//! it takes effect, so a crash loses no accepted run.
+//! timers (fires, delayed runs, store retries, history pruning), a FIFO of
+//! runs ready to start, and the registry of runs in flight — and sleeps
+//! until the earliest timer, a run's completion, a command, a reload or
+//! shutdown. It never polls. Runs are tasks of their own: each marks its
+//! row `running`, runs the guest, writes the outcome, and reports back.
+//! Everything a fire decides is written through the store before it takes
+//! effect, so a crash loses no accepted run; when the store fails, the
+//! actor holds what it could not write and retries (see `backlog`).
 
+mod backlog;
+mod commands;
 mod fire;
+mod handle;
 mod policy;
-mod probe;
 mod recover;
 mod reload;
 mod task;
 mod timer;
+mod view;
 
 use std::collections::{BTreeMap, BinaryHeap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
+pub use handle::{CommandError, Handle, TriggerRequest, Triggered};
 pub use policy::{CatchUpPlan, MAX_MISSED_RECORDS, plan_catch_up, retry_allowed, retry_delay};
-pub use probe::{FireProbe, Samples};
 pub use reload::ReloadConfig;
+pub use task::finished;
+pub use view::{JobView, JobsView, LastRun, StoreHealth};
 
 use crate::clock::Clock;
 use crate::config::JobSpec;
-use crate::jobhost::{Enqueue, Queue, StoreJobHost, enqueued};
-use crate::record::{RunStatus, Trigger};
+use crate::events::{Events, Observer};
+use crate::jobhost::{Queue, StoreJobHost};
+use crate::record::Trigger;
 use crate::registry::LoadedJob;
 use crate::runtime::{CompiledJob, JobHost, RunControl, RunOutcome, Runtime};
-use crate::store::{NewRun, PendingRun, Retention, StoreHandle};
+use crate::store::{NewRun, PendingRun, Retention, Store};
 use task::Completion;
-pub use task::finished;
 use timer::{Timer, TimerKind};
 
 /// Knobs of `wasmcron run`.
@@ -44,6 +52,9 @@ use timer::{Timer, TimerKind};
 pub struct SchedulerConfig {
     /// Guests running at once, across all jobs.
     pub max_running: usize,
+    /// Triggered runs (API, `enqueue`) accepted and waiting to start, at
+    /// most; beyond it a trigger is refused (`QueueFull`), never dropped.
+    pub max_queued: usize,
     /// How long shutdown waits for running guests before cancelling them.
     pub grace: Duration,
     pub retention: Retention,
@@ -51,7 +62,12 @@ pub struct SchedulerConfig {
 
 impl Default for SchedulerConfig {
     fn default() -> Self {
-        SchedulerConfig { max_running: 32, grace: Duration::from_secs(15), retention: Retention::default() }
+        SchedulerConfig {
+            max_running: 32,
+            max_queued: 10_000,
+            grace: Duration::from_secs(15),
+            retention: Retention::default(),
+        }
     }
 }
 
@@ -61,18 +77,19 @@ const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 struct JobSlot {
     spec: Arc<JobSpec>,
     compiled: Arc<CompiledJob>,
-    /// The declaration as text, to tell a changed one on reload.
-    fingerprint: String,
     /// Fire timers carry the generation they were set for; a reload that
     /// changes the schedule starts a new one, and older timers are void.
     generation: u64,
     next_fire: Option<DateTime<Utc>>,
-    /// Runs of this job that have started, by run id.
-    active: BTreeMap<i64, RunControl>,
+    /// Runs of this job that have started and not ended.
+    active: usize,
     /// Runs of this job in the ready queue, not yet started.
     waiting: usize,
     /// The one run held back by `overlap = "queue"`.
     queued: Option<PendingRun>,
+    paused: bool,
+    /// Why the job's newest files failed to load (this version stays).
+    load_error: Option<String>,
 }
 
 impl JobSlot {
@@ -80,23 +97,32 @@ impl JobSlot {
         JobSlot {
             spec: Arc::new(job.spec),
             compiled: job.compiled,
-            fingerprint: job.fingerprint,
             generation,
             next_fire: None,
-            active: BTreeMap::new(),
+            active: 0,
             waiting: 0,
             queued: None,
+            paused: false,
+            load_error: None,
         }
     }
 
     fn busy(&self) -> bool {
-        !self.active.is_empty() || self.waiting > 0
+        self.active > 0 || self.waiting > 0
     }
+}
+
+/// A run that has started: its job and its stop switch. The registry of
+/// these is scheduler-wide, so shutdown, `replace` and `cancel` reach
+/// every run in flight, also of a job removed or renamed since it started.
+struct InFlight {
+    job: String,
+    control: RunControl,
 }
 
 pub struct Scheduler {
     runtime: Arc<Runtime>,
-    store: StoreHandle,
+    store: Arc<dyn Store>,
     clock: Clock,
     config: SchedulerConfig,
     jobs: BTreeMap<String, JobSlot>,
@@ -105,35 +131,47 @@ pub struct Scheduler {
     /// The next unused job generation (see `JobSlot::generation`).
     next_generation: u64,
     ready: VecDeque<PendingRun>,
-    running: usize,
+    in_flight: BTreeMap<i64, InFlight>,
+    /// Triggered runs accepted and not yet started (see `max_queued`).
+    triggered_waiting: usize,
     completions: mpsc::UnboundedReceiver<Completion>,
     completed: mpsc::UnboundedSender<Completion>,
+    commands: mpsc::Receiver<handle::Command>,
     random: task::Random,
     reload: Option<reload::Reloader>,
     /// Job-world guests reach the store and `enqueue` through this.
     job_host: Arc<dyn JobHost>,
-    enqueues: mpsc::UnboundedReceiver<Enqueue>,
-    probe: Option<Arc<FireProbe>>,
+    events: Events,
+    backlog: backlog::Backlog,
+    last_runs: BTreeMap<String, LastRun>,
+    view: watch::Sender<JobsView>,
+    view_changed: bool,
+    view_published: Option<DateTime<Utc>>,
+    /// A `TimerKind::View` is in the heap.
+    view_timer: bool,
 }
 
 impl Scheduler {
+    /// A scheduler for `jobs`, and the handle that reaches it once it runs.
     pub fn new(
         runtime: Arc<Runtime>,
-        store: StoreHandle,
+        store: Arc<dyn Store>,
         clock: Clock,
         config: SchedulerConfig,
         jobs: Vec<LoadedJob>,
-    ) -> Self {
+    ) -> (Self, Handle) {
         let (completed, completions) = mpsc::unbounded_channel();
-        let (enqueue, enqueues) = mpsc::unbounded_channel();
-        let job_host = Arc::new(StoreJobHost { store: store.clone(), queue: Queue::Scheduler(enqueue) });
+        let (commands_in, commands) = mpsc::channel(handle::COMMAND_QUEUE);
+        let (view, view_out) = watch::channel(JobsView::default());
+        let handle = Handle { commands: commands_in, view: view_out };
+        let job_host = Arc::new(StoreJobHost { store: store.clone(), queue: Queue::Scheduler(handle.clone()) });
         let jobs_count = jobs.len() as u64;
         let jobs = jobs
             .into_iter()
             .enumerate()
             .map(|(generation, job)| (job.spec.name.clone(), JobSlot::new(job, generation as u64)))
             .collect();
-        Scheduler {
+        let scheduler = Scheduler {
             runtime,
             store,
             clock,
@@ -143,15 +181,23 @@ impl Scheduler {
             timer_seq: 0,
             next_generation: jobs_count,
             ready: VecDeque::new(),
-            running: 0,
+            in_flight: BTreeMap::new(),
+            triggered_waiting: 0,
             completions,
             completed,
+            commands,
             random: task::Random::seeded(),
             reload: None,
             job_host,
-            enqueues,
-            probe: None,
-        }
+            events: Events::default(),
+            backlog: backlog::Backlog::default(),
+            last_runs: BTreeMap::new(),
+            view,
+            view_changed: true,
+            view_published: None,
+            view_timer: false,
+        };
+        (scheduler, handle)
     }
 
     /// Watches the jobs folder and the modules' folders, and reloads jobs
@@ -161,44 +207,50 @@ impl Scheduler {
         self
     }
 
-    /// Times every fire's stages into `probe` (see `FireProbe`).
-    pub fn with_probe(mut self, probe: Arc<FireProbe>) -> Self {
-        self.probe = Some(probe);
+    /// Sends every run lifecycle event to `observers` (see `events`).
+    pub fn with_observers(mut self, observers: Vec<Arc<dyn Observer>>) -> Self {
+        self.events = Events::new(observers);
         self
     }
 
     /// Fires until `shutdown` resolves, then drains: running guests get the
     /// grace period, then are cancelled. Pending runs stay in the store.
+    /// A failing store never ends it: what it could not write is held and
+    /// retried (see `backlog`).
     ///
     /// Drive it with `block_on` on a thread of its own, as `wasmcron run`
     /// does: on the system clock it blocks its thread for the last
     /// milliseconds before each fire, to fire on time (see `Clock`).
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-        self.recover().await?;
+        tokio::pin!(shutdown);
+        if !self.recover(shutdown.as_mut()).await {
+            return Ok(()); // stopped while the store kept failing
+        }
         self.add_timer(self.clock.now() + chrono::Duration::from_std(PRUNE_EVERY)?, TimerKind::Prune);
         if let Some(reload) = &mut self.reload {
             reload.start()?;
         }
-        tokio::pin!(shutdown);
         loop {
             self.dispatch();
+            self.publish_view();
             let next = self.timers.peek().map(|timer| timer.at);
             let clock = self.clock.clone();
             tokio::select! {
                 biased;
                 () = &mut shutdown => break,
-                Some(done) = self.completions.recv() => self.on_completion(done).await?,
-                Some(event) = reload::next_event(&mut self.reload) => self.on_reload_event(event).await?,
-                Some(request) = self.enqueues.recv() => self.on_enqueue(request).await?,
+                Some(done) = self.completions.recv() => self.on_completion(done).await,
+                Some(event) = reload::next_event(&mut self.reload) => self.on_reload_event(event).await,
+                Some(command) = self.commands.recv() => self.on_command(command).await,
                 () = async move {
                     match next {
                         Some(at) => clock.sleep_until(at).await,
                         None => std::future::pending().await,
                     }
-                } => self.on_timers().await?,
+                } => self.on_timers().await,
             }
         }
-        self.drain().await
+        self.drain().await;
+        Ok(())
     }
 
     fn add_timer(&mut self, at: DateTime<Utc>, kind: TimerKind) {
@@ -209,6 +261,7 @@ impl Scheduler {
     /// Schedules `job`'s next fire after `after`, with its jitter.
     fn schedule_next(&mut self, job: &str, after: DateTime<Utc>) {
         let Some(slot) = self.jobs.get_mut(job) else { return };
+        self.view_changed = true;
         let Some(schedule) = slot.spec.schedule.as_ref().filter(|_| slot.spec.enabled) else {
             slot.next_fire = None;
             return;
@@ -223,9 +276,10 @@ impl Scheduler {
     }
 
     /// Handles every timer that is due.
-    async fn on_timers(&mut self) -> anyhow::Result<()> {
+    async fn on_timers(&mut self) {
         let now = self.clock.now();
         let mut fires = Vec::new();
+        let mut store_retry = false;
         while self.timers.peek().is_some_and(|timer| timer.at <= now) {
             let Timer { kind, .. } = self.timers.pop().expect("peeked");
             match kind {
@@ -234,55 +288,44 @@ impl Scheduler {
                         continue; // the job was removed or rescheduled since
                     }
                     self.schedule_next(&job, nominal);
-                    if let Some(probe) = &self.probe {
-                        probe.note(probe::Stage::Fired, nominal, self.clock.now());
+                    self.events.emit(|| fire::event(&job, nominal, self.clock.now()));
+                    if self.backlog.owes_catch_up(&job) {
+                        continue; // recorded by the catch-up once the store recovers
                     }
                     if let Some(decision) = self.decide(&job, nominal) {
                         fires.push(decision);
                     }
                 }
                 TimerKind::Start(run) => self.make_ready(run),
+                TimerKind::StoreRetry => store_retry = true,
+                TimerKind::View => self.view_timer = false,
                 TimerKind::Prune => {
-                    let retention = self.config.retention;
-                    let store = self.store.clone();
+                    let (retention, store) = (self.config.retention, self.store.clone());
                     tokio::spawn(async move {
-                        match store.call(move |s| s.prune(&retention, now)).await {
+                        match store.prune(retention, now).await {
                             Ok(pruned) => tracing::debug!(pruned, "history pruned"),
                             Err(error) => tracing::warn!(%error, "pruning history failed"),
                         }
                     });
-                    self.add_timer(now + chrono::Duration::from_std(PRUNE_EVERY)?, TimerKind::Prune);
+                    self.add_timer(now + chrono::Duration::from_std(PRUNE_EVERY).expect("an hour"), TimerKind::Prune);
                 }
             }
         }
         if !fires.is_empty() {
-            self.record_fires(fires).await?;
+            self.record_fires(fires).await;
         }
-        Ok(())
+        if store_retry {
+            self.retry_store().await;
+        }
     }
 
-    async fn on_enqueue(&mut self, request: Enqueue) -> anyhow::Result<()> {
-        if !self.jobs.contains_key(&request.job) {
-            let _ = request.reply.send(Err(format!("no job named {:?} is loaded", request.job)));
-            return Ok(());
-        }
-        let now = self.clock.now();
-        let at = now + chrono::Duration::from_std(request.delay).unwrap_or_default();
-        let Enqueue { parent_run, job, payload, reply, .. } = request;
-        let (id, payload) = self
-            .store
-            .call(move |store| Ok((store.insert_run(&enqueued(&job, &payload, at, parent_run))?, (job, payload))))
-            .await?;
-        let (job, payload) = payload;
-        tracing::info!(job = %job, run_id = id, parent_run, "run enqueued by another run");
-        let run = PendingRun { id, job, trigger: Trigger::Manual, attempt: 1, scheduled_for: at, payload };
-        if at <= now {
+    /// Makes a run ready to start, or times it if it is due later.
+    fn ready_or_timed(&mut self, run: PendingRun, now: DateTime<Utc>) {
+        if run.scheduled_for <= now {
             self.make_ready(run);
         } else {
-            self.add_timer(at, TimerKind::Start(run));
+            self.add_timer(run.scheduled_for, TimerKind::Start(run));
         }
-        let _ = reply.send(Ok(id));
-        Ok(())
     }
 
     fn make_ready(&mut self, run: PendingRun) {
@@ -291,20 +334,31 @@ impl Scheduler {
             self.ready.push_back(run);
         } else {
             tracing::warn!(job = %run.job, run_id = run.id, "pending run of a job that is not loaded; it stays pending");
+            self.left_waiting(&run);
         }
     }
 
-    /// Starts ready runs while there is room under `max_running`.
+    /// Counts a run out of the triggered runs waiting.
+    fn left_waiting(&mut self, run: &PendingRun) {
+        if run.trigger == Trigger::Manual {
+            self.triggered_waiting = self.triggered_waiting.saturating_sub(1);
+        }
+    }
+
+    /// Starts ready runs while there is room under `max_running` (and the
+    /// host can still hold outcomes the store does not take).
     fn dispatch(&mut self) {
-        while self.running < self.config.max_running {
+        while self.in_flight.len() < self.config.max_running && self.backlog.may_start_runs() {
             let Some(run) = self.ready.pop_front() else { return };
+            self.left_waiting(&run);
             let Some(slot) = self.jobs.get_mut(&run.job) else { continue };
             // Saturating: a job removed and declared again gets a fresh slot,
             // while runs queued for its old one may still be in line.
             slot.waiting = slot.waiting.saturating_sub(1);
+            slot.active += 1;
             let control = RunControl::new(slot.spec.limits.timeout);
-            slot.active.insert(run.id, control.clone());
-            self.running += 1;
+            self.in_flight.insert(run.id, InFlight { job: run.job.clone(), control: control.clone() });
+            self.view_changed = true;
             let task = task::RunTask {
                 runtime: self.runtime.clone(),
                 store: self.store.clone(),
@@ -314,89 +368,115 @@ impl Scheduler {
                 run,
                 control,
                 job_host: self.job_host.clone(),
-                probe: self.probe.clone(),
+                events: self.events.clone(),
             };
             tokio::spawn(task.run(self.completed.clone()));
         }
     }
 
-    async fn on_completion(&mut self, done: Completion) -> anyhow::Result<()> {
-        self.running -= 1;
-        let Some(slot) = self.jobs.get_mut(&done.job) else { return Ok(()) };
-        slot.active.remove(&done.run_id);
-        let retryable =
-            matches!(done.outcome, RunOutcome::Failed { .. } | RunOutcome::TimedOut | RunOutcome::OutOfFuel);
-        if retryable && done.attempt < slot.spec.retry.attempts {
-            let delay = retry_delay(&slot.spec.retry, done.attempt, self.random.unit());
-            let retry_at = done.ended_at + chrono::Duration::from_std(delay)?;
-            if retry_allowed(retry_at, slot.next_fire) {
-                let retry =
-                    NewRetry { job: done.job.clone(), attempt: done.attempt + 1, at: retry_at, payload: done.payload };
-                let pending = self.store.call(move |store| retry.write(store)).await?;
-                tracing::info!(job = %done.job, run_id = pending.id, attempt = pending.attempt, delay_ms = delay.as_millis() as u64, "retry scheduled");
-                self.add_timer(retry_at, TimerKind::Start(pending));
-            } else {
-                tracing::info!(job = %done.job, run_id = done.run_id, "no retry: the next scheduled fire comes first");
-            }
+    async fn on_completion(&mut self, done: Completion) {
+        let Completion { job, run_id, attempt, ended_at, payload, ended } = done;
+        self.in_flight.remove(&run_id);
+        self.view_changed = true;
+        if let Some(slot) = self.jobs.get_mut(&job) {
+            slot.active = slot.active.saturating_sub(1);
         }
-        let slot = self.jobs.get_mut(&done.job).expect("looked up above");
-        if slot.active.is_empty()
+        let outcome = match ended {
+            task::Ended::NotStarted(run, error) => {
+                // Its row is still pending: it runs once the store takes writes.
+                self.backlog.failed(&error, self.clock.now());
+                self.backlog.hold_unstarted(run);
+                self.arm_store_retry();
+                return;
+            }
+            task::Ended::Ran { outcome, unrecorded } => {
+                let last = LastRun { id: run_id, status: outcome.status(), ended_at: Some(ended_at) };
+                self.last_runs.insert(job.clone(), last);
+                if let Some((finished, error)) = unrecorded {
+                    self.backlog.failed(&error, self.clock.now());
+                    self.backlog.hold_outcome(run_id, finished);
+                    self.arm_store_retry();
+                }
+                outcome
+            }
+        };
+        let ended = Ended { job: &job, run_id, attempt, at: ended_at, payload };
+        self.maybe_retry(ended, &outcome).await;
+        if let Some(slot) = self.jobs.get_mut(&job)
+            && slot.active == 0
             && let Some(queued) = slot.queued.take()
         {
             self.make_ready(queued);
         }
-        Ok(())
     }
 
-    /// After shutdown: wait up to the grace period, then cancel what runs.
-    async fn drain(mut self) -> anyhow::Result<()> {
-        let running = self.running;
-        if running > 0 {
-            tracing::info!(running, grace_ms = self.config.grace.as_millis() as u64, "waiting for running guests");
+    /// Records and times the next attempt of a run that failed, per `[retry]`.
+    async fn maybe_retry(&mut self, done: Ended<'_>, outcome: &RunOutcome) {
+        let Some(slot) = self.jobs.get(done.job) else { return };
+        let retryable = matches!(outcome, RunOutcome::Failed { .. } | RunOutcome::TimedOut | RunOutcome::OutOfFuel);
+        if !retryable || done.attempt >= slot.spec.retry.attempts {
+            return;
         }
-        let grace = tokio::time::sleep(self.config.grace);
-        tokio::pin!(grace);
-        while self.running > 0 {
-            tokio::select! {
-                Some(done) = self.completions.recv() => self.on_completion(done).await?,
-                () = &mut grace => break,
+        let delay = retry_delay(&slot.spec.retry, done.attempt, self.random.unit());
+        let retry_at = done.at + chrono::Duration::from_std(delay).unwrap_or_default();
+        if !retry_allowed(retry_at, slot.next_fire) {
+            tracing::info!(job = %done.job, run_id = done.run_id, "no retry: the next scheduled fire comes first");
+            return;
+        }
+        let retry = NewRun {
+            attempt: done.attempt + 1,
+            payload: done.payload,
+            ..NewRun::pending(done.job, Trigger::Retry, retry_at)
+        };
+        match self.store.insert_runs(vec![retry.clone()]).await {
+            Ok(ids) => {
+                let pending = retry.into_pending(ids[0]);
+                tracing::info!(job = %done.job, run_id = pending.id, attempt = pending.attempt, delay_ms = delay.as_millis() as u64, "retry scheduled");
+                self.add_timer(retry_at, TimerKind::Start(pending));
+            }
+            Err(error) => {
+                self.backlog.failed(&error, self.clock.now());
+                self.backlog.hold_row(retry);
+                self.arm_store_retry();
             }
         }
-        if self.running > 0 {
-            tracing::warn!(running = self.running, "grace period over: cancelling running guests");
-            for slot in self.jobs.values() {
-                slot.active.values().for_each(RunControl::cancel);
-            }
-            while self.running > 0 {
-                let Some(done) = self.completions.recv().await else { break };
-                self.on_completion(done).await?;
-            }
-        }
-        Ok(())
     }
 }
-/// A retry to record as a pending run.
-struct NewRetry {
-    job: String,
+
+/// A run that ended, as its retry needs it.
+struct Ended<'a> {
+    job: &'a str,
+    run_id: i64,
     attempt: u32,
     at: DateTime<Utc>,
     payload: Vec<u8>,
 }
 
-impl NewRetry {
-    fn write(self, store: &crate::store::Store) -> crate::store::Result<PendingRun> {
-        let id = store.insert_run(&NewRun {
-            attempt: self.attempt,
-            payload: &self.payload,
-            ..NewRun::new(&self.job, RunStatus::Pending, Trigger::Retry, self.at)
-        })?;
-        Ok(PendingRun {
-            id,
-            job: self.job,
-            trigger: Trigger::Retry,
-            attempt: self.attempt,
-            scheduled_for: self.at,
-            payload: self.payload,
-        })
+impl Scheduler {
+    /// After shutdown: wait up to the grace period, then cancel what runs;
+    /// meanwhile, try once more to write what the store has not taken.
+    async fn drain(mut self) {
+        if !self.in_flight.is_empty() {
+            let (running, grace_ms) = (self.in_flight.len(), self.config.grace.as_millis() as u64);
+            tracing::info!(running, grace_ms, "waiting for running guests");
+        }
+        let grace = tokio::time::sleep(self.config.grace);
+        tokio::pin!(grace);
+        while !self.in_flight.is_empty() {
+            tokio::select! {
+                Some(done) = self.completions.recv() => self.on_completion(done).await,
+                () = &mut grace => break,
+            }
+        }
+        if !self.in_flight.is_empty() {
+            tracing::warn!(running = self.in_flight.len(), "grace period over: cancelling running guests");
+            self.in_flight.values().for_each(|run| run.control.cancel());
+            while !self.in_flight.is_empty() {
+                let Some(done) = self.completions.recv().await else { break };
+                self.on_completion(done).await;
+            }
+        }
+        self.retry_store().await;
+        self.backlog.report_loss();
     }
 }

@@ -4,50 +4,71 @@
 //! retried if attempts remain; runs left `pending` are made ready (or timed,
 //! if their time is still to come); each scheduled job's fires since the
 //! last one dealt with are caught up, or recorded `missed`, per its policy;
-//! then every job's next fire is timed.
+//! then every job's next fire is timed. A store that fails meanwhile is
+//! retried with backoff until it answers (or the host is stopped).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::pin::Pin;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use super::{NewRetry, Scheduler, TimerKind, plan_catch_up};
-use crate::config::CatchUp;
-use crate::record::{RunStatus, Trigger};
-use crate::store::{NewRun, PendingRun, Store};
+use super::{LastRun, Scheduler, plan_catch_up};
+use crate::config::CatchUp as Policy;
+use crate::record::{RunStatus, format_time};
+use crate::store::{self, NewRun, StoreError};
+
+/// Why fires were not run when due: the reason recorded with a `missed` one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Why {
+    HostDown,
+    StoreFailed,
+}
 
 impl Scheduler {
-    pub(super) async fn recover(&mut self) -> anyhow::Result<()> {
-        let now = self.clock.now();
-        let attempts: Vec<(String, u32)> =
-            self.jobs.iter().map(|(name, slot)| (name.clone(), slot.spec.retry.attempts)).collect();
-        let (retries, pending) = self
-            .store
-            .call(move |store| {
-                store.transaction(|store| {
-                    let mut retries = Vec::new();
-                    for run in store.abandon_running(now)? {
-                        tracing::warn!(job = %run.job, run_id = run.id, "run abandoned: the host stopped during it");
-                        let allowed = attempts.iter().find(|(job, _)| *job == run.job).map_or(0, |(_, n)| *n);
-                        if run.attempt < allowed {
-                            let retry =
-                                NewRetry { job: run.job, attempt: run.attempt + 1, at: now, payload: Vec::new() };
-                            retries.push(retry.write(store)?);
-                        }
+    /// Recovers, retrying while the store fails; false if `shutdown`
+    /// came first (it is only watched between tries).
+    pub(super) async fn recover(&mut self, mut shutdown: Pin<&mut impl Future<Output = ()>>) -> bool {
+        let mut wait = Duration::from_millis(100);
+        loop {
+            match self.try_recover().await {
+                Ok(()) => return true,
+                Err(error) => {
+                    self.backlog.failed(&error, self.clock.now());
+                    tokio::select! {
+                        () = tokio::time::sleep(wait) => {}
+                        () = &mut shutdown => return false,
                     }
-                    Ok((retries, store.pending_runs()?))
-                })
-            })
-            .await?;
-        let retried: Vec<i64> = retries.iter().map(|r| r.id).collect();
-        for run in pending {
-            if retried.contains(&run.id) {
-                continue; // listed among the retries just written
+                    wait = (wait * 2).min(Duration::from_secs(10));
+                }
+            }
+        }
+    }
+
+    async fn try_recover(&mut self) -> Result<(), StoreError> {
+        let now = self.clock.now();
+        let attempts: BTreeMap<String, u32> =
+            self.jobs.iter().map(|(name, slot)| (name.clone(), slot.spec.retry.attempts)).collect();
+        let recovered = self.store.recover(now, attempts).await?;
+        for run in &recovered.abandoned {
+            tracing::warn!(job = %run.job, run_id = run.id, "run abandoned: the host stopped during it");
+        }
+        let states = self.store.job_states().await?;
+        for (name, slot) in &mut self.jobs {
+            if let Some(state) = states.get(name) {
+                slot.paused = state.paused;
+            }
+        }
+        self.last_runs =
+            self.store.last_outcomes().await?.iter().map(|run| (run.job.clone(), LastRun::from(run))).collect();
+        self.catch_up_with(now, None, Why::HostDown, &states).await?;
+        self.end_episode();
+        for run in recovered.pending {
+            if run.trigger == crate::record::Trigger::Manual {
+                self.triggered_waiting += 1;
             }
             self.ready_or_timed(run, now);
         }
-        for run in retries {
-            self.ready_or_timed(run, now);
-        }
-
-        self.catch_up(now).await?;
         let names: Vec<String> = self.jobs.keys().cloned().collect();
         for job in names {
             self.schedule_next(&job, now);
@@ -55,121 +76,91 @@ impl Scheduler {
         Ok(())
     }
 
-    fn ready_or_timed(&mut self, run: PendingRun, now: DateTime<Utc>) {
-        if run.scheduled_for <= now {
-            self.make_ready(run);
-        } else {
-            self.add_timer(run.scheduled_for, TimerKind::Start(run));
-        }
+    /// Plans and records the catch-up of every scheduled job (or of those
+    /// in `only`) in one store operation (one commit, not one per job:
+    /// with many jobs, start-up would otherwise run into the first fires);
+    /// makes the catch-up runs ready.
+    pub(super) async fn catch_up(
+        &mut self,
+        now: DateTime<Utc>,
+        only: Option<&BTreeSet<String>>,
+        why: Why,
+    ) -> Result<(), StoreError> {
+        let states = self.store.job_states().await?;
+        self.catch_up_with(now, only, why, &states).await
     }
 
-    /// Plans and records every scheduled job's catch-up in one transaction
-    /// (one commit, not one per job: with many jobs, start-up would otherwise
-    /// run into the first fires); makes the catch-up runs ready.
-    async fn catch_up(&mut self, now: DateTime<Utc>) -> anyhow::Result<()> {
-        let jobs: Vec<CatchUpJob> = self
+    async fn catch_up_with(
+        &mut self,
+        now: DateTime<Utc>,
+        only: Option<&BTreeSet<String>>,
+        why: Why,
+        states: &BTreeMap<String, store::JobState>,
+    ) -> Result<(), StoreError> {
+        let jobs: Vec<store::CatchUp> = self
             .jobs
             .iter()
-            .filter(|(_, slot)| slot.spec.enabled)
+            .filter(|(name, slot)| slot.spec.enabled && only.is_none_or(|only| only.contains(*name)))
             .filter_map(|(name, slot)| {
-                let schedule = slot.spec.schedule.clone()?;
-                Some(CatchUpJob {
-                    name: name.clone(),
-                    schedule,
-                    policy: slot.spec.catch_up,
-                    window: slot.spec.catch_up_window,
-                })
+                let schedule = slot.spec.schedule.as_ref()?;
+                let state = states.get(name).cloned().unwrap_or_default();
+                // Fires from the next one timed on are the timer's, not the catch-up's.
+                let upto = match slot.next_fire {
+                    Some(next) if next <= now => next - chrono::Duration::microseconds(1),
+                    _ => now,
+                };
+                Some(plan_job(name, schedule, slot.spec.catch_up, slot.spec.catch_up_window, &state, upto, why))
             })
             .collect();
-        let runs = self
-            .store
-            .call(move |store| {
-                store.transaction(|store| {
-                    let mut runs = Vec::new();
-                    for job in &jobs {
-                        runs.extend(job.record(store, now)?);
-                    }
-                    Ok(runs)
-                })
-            })
-            .await?;
-        for run in runs {
+        for run in self.store.record_catch_up(jobs).await? {
             self.make_ready(run);
         }
         Ok(())
     }
 }
 
-/// What catching one job up needs, taken off the scheduler for the store thread.
-struct CatchUpJob {
-    name: String,
-    schedule: crate::schedule::Schedule,
-    policy: CatchUp,
-    window: std::time::Duration,
-}
-
-impl CatchUpJob {
-    /// Records the job's missed fires and the catch-up runs its policy
-    /// calls for; returns the runs.
-    fn record(&self, store: &Store, now: DateTime<Utc>) -> crate::store::Result<Vec<PendingRun>> {
-        let name = &self.name;
-        let state = store.job_state(name)?;
-        let Some(since) = state.last_fire.filter(|_| !state.paused) else {
-            // Never fired here, or paused: nothing to catch up, but
-            // fires from now on are covered if the host dies.
-            store.set_last_fire(name, now)?;
-            return Ok(Vec::new());
-        };
-        let plan = plan_catch_up(&self.schedule, since, now, self.policy, self.window);
-        let reason = missed_reason(self.policy);
-        for fire in &plan.missed {
-            insert(store, name, RunStatus::Missed, Trigger::Schedule, *fire, Some(now), Some(reason.clone()))?;
-        }
-        if let Some((count, last)) = plan.missed_beyond {
-            let summary = format!(
-                "{reason}; and {count} more fires up to {} not recorded one by one",
-                crate::record::format_time(last)
-            );
-            insert(store, name, RunStatus::Missed, Trigger::Schedule, last, Some(now), Some(summary))?;
-        }
-        let mut runs = Vec::new();
-        for fire in &plan.run {
-            let id = insert(store, name, RunStatus::Pending, Trigger::CatchUp, *fire, None, None)?;
-            runs.push(PendingRun {
-                id,
-                job: name.clone(),
-                trigger: Trigger::CatchUp,
-                attempt: 1,
-                scheduled_for: *fire,
-                payload: Vec::new(),
-            });
-        }
-        store.set_last_fire(name, plan.last.unwrap_or(since).max(since))?;
-        if !plan.missed.is_empty() || !plan.run.is_empty() {
-            let missed = plan.missed.len() + plan.missed_beyond.map_or(0, |(n, _)| n);
-            tracing::info!(job = %name, missed, catching_up = plan.run.len(), "fires missed while the host was down");
-        }
-        Ok(runs)
-    }
-}
-
-fn missed_reason(policy: CatchUp) -> String {
-    let policy = match policy {
-        CatchUp::None => "none",
-        CatchUp::Once => "once",
-        CatchUp::All => "all",
+/// One job's catch-up rows: its missed fires and the catch-up runs its
+/// policy calls for, and its new watermark.
+fn plan_job(
+    name: &str,
+    schedule: &crate::schedule::Schedule,
+    policy: Policy,
+    window: Duration,
+    state: &store::JobState,
+    now: DateTime<Utc>,
+    why: Why,
+) -> store::CatchUp {
+    let Some(since) = state.last_fire.filter(|_| !state.paused) else {
+        // Never fired here, or paused: nothing to catch up, but fires
+        // from now on are covered if the host dies.
+        return store::CatchUp { job: name.to_owned(), runs: Vec::new(), last_fire: now };
     };
-    format!("the host was down at this fire (catch_up = \"{policy}\", catch_up_window)")
+    let plan = plan_catch_up(schedule, since, now, policy, window);
+    let reason = missed_reason(policy, why);
+    let missed = |at, why: String| NewRun::not_run(name, RunStatus::Missed, at, now, why);
+    let mut runs: Vec<NewRun> = plan.missed.iter().map(|fire| missed(*fire, reason.clone())).collect();
+    if let Some((count, last)) = plan.missed_beyond {
+        let summary = format!("{reason}; and {count} more fires up to {} not recorded one by one", format_time(last));
+        runs.push(missed(last, summary));
+    }
+    runs.extend(plan.run.iter().map(|fire| NewRun::pending(name, crate::record::Trigger::CatchUp, *fire)));
+    if !plan.missed.is_empty() || !plan.run.is_empty() {
+        let missed = plan.missed.len() + plan.missed_beyond.map_or(0, |(n, _)| n);
+        let catching_up = plan.run.len();
+        tracing::info!(job = %name, missed, catching_up, "fires missed while the host could not run them");
+    }
+    store::CatchUp { job: name.to_owned(), runs, last_fire: plan.last.unwrap_or(since).max(since) }
 }
 
-fn insert(
-    store: &Store,
-    job: &str,
-    status: RunStatus,
-    trigger: Trigger,
-    scheduled_for: DateTime<Utc>,
-    ended_at: Option<DateTime<Utc>>,
-    error: Option<String>,
-) -> crate::store::Result<i64> {
-    store.insert_run(&NewRun { ended_at, error, ..NewRun::new(job, status, trigger, scheduled_for) })
+fn missed_reason(policy: Policy, why: Why) -> String {
+    let policy = match policy {
+        Policy::None => "none",
+        Policy::Once => "once",
+        Policy::All => "all",
+    };
+    let what = match why {
+        Why::HostDown => "the host was down at this fire",
+        Why::StoreFailed => "the store was failing at this fire",
+    };
+    format!("{what} (catch_up = \"{policy}\", catch_up_window)")
 }

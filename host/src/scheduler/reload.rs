@@ -18,6 +18,7 @@ use tokio::sync::mpsc;
 use super::{JobSlot, Scheduler};
 use crate::registry::{self, Change, LoadedJob};
 use crate::runtime::CompileCache;
+use crate::store::Load;
 use crate::watcher::Watcher;
 
 /// Where jobs come from, and how quickly a change is picked up.
@@ -72,6 +73,11 @@ impl Reloader {
         Ok(())
     }
 
+    /// The load error of each job whose newest files fail to load.
+    pub fn errors(&self) -> impl Iterator<Item = (&String, &String)> {
+        self.reported.iter()
+    }
+
     fn folders(&self, mut modules: BTreeSet<PathBuf>) -> BTreeSet<PathBuf> {
         modules.extend(self.config.jobs_dir.canonicalize().ok());
         modules
@@ -89,7 +95,7 @@ pub(super) async fn next_event(reload: &mut Option<Reloader>) -> Option<Event> {
 }
 
 impl Scheduler {
-    pub(super) async fn on_reload_event(&mut self, event: Event) -> anyhow::Result<()> {
+    pub(super) async fn on_reload_event(&mut self, event: Event) {
         match event {
             Event::Changed(paths) => {
                 let reload = self.reload.as_mut().expect("events come only with a reloader");
@@ -101,7 +107,7 @@ impl Scheduler {
             Event::Planned(planned) => {
                 self.reload.as_mut().expect("events come only with a reloader").in_flight = false;
                 match planned {
-                    Ok(plan) => self.apply(plan).await?,
+                    Ok(plan) => self.apply(plan).await,
                     Err(error) => tracing::error!("reload failed: {error:#}"),
                 }
                 if !self.reload.as_ref().expect("present").waiting.is_empty() {
@@ -109,7 +115,6 @@ impl Scheduler {
                 }
             }
         }
-        Ok(())
     }
 
     fn start_plan(&mut self) {
@@ -117,11 +122,7 @@ impl Scheduler {
             .jobs
             .iter()
             .map(|(name, slot)| {
-                let job = LoadedJob {
-                    spec: (*slot.spec).clone(),
-                    compiled: slot.compiled.clone(),
-                    fingerprint: slot.fingerprint.clone(),
-                };
+                let job = LoadedJob { spec: (*slot.spec).clone(), compiled: slot.compiled.clone() };
                 (name.clone(), job)
             })
             .collect();
@@ -137,21 +138,26 @@ impl Scheduler {
     }
 
     /// Applies a reload plan: the swap every later run sees.
-    async fn apply(&mut self, plan: registry::Reload) -> anyhow::Result<()> {
+    async fn apply(&mut self, plan: registry::Reload) {
         let now = self.clock.now();
-        let mut loaded = Vec::new();
-        let mut failed = Vec::new();
+        let mut loads = Vec::new();
+        self.view_changed = true;
         for change in plan.changes {
             match change {
                 Change::Loaded(job) => {
                     let name = job.spec.name.clone();
                     let sha = job.compiled.sha256.clone();
-                    let is_new = !self.jobs.contains_key(&name);
+                    let first = !self.jobs.contains_key(&name);
                     self.swap(*job, now);
-                    tracing::info!(job = %name, module_sha256 = %sha, new = is_new, "job loaded");
-                    loaded.push((name, sha, is_new));
+                    tracing::info!(job = %name, module_sha256 = %sha, new = first, "job loaded");
+                    if let Some(reload) = &mut self.reload {
+                        reload.reported.remove(&name);
+                    }
+                    loads.push(Load::Loaded { job: name, module_sha256: sha, first });
                 }
                 Change::Removed(name) => {
+                    // Its runs in flight stay in the run registry: they can
+                    // still be cancelled, and shutdown still reaches them.
                     self.jobs.remove(&name);
                     tracing::info!(job = %name, "job removed: its declaration is gone");
                 }
@@ -162,38 +168,27 @@ impl Scheduler {
                         let keeping = self.jobs.contains_key(&job);
                         tracing::error!(job = %job, keeping_previous_version = keeping, "{message}");
                         reload.reported.insert(job.clone(), message.clone());
-                        failed.push((job, message));
+                        loads.push(Load::Failed { job: job.clone(), error: message.clone() });
+                    }
+                    if let Some(slot) = self.jobs.get_mut(&job) {
+                        slot.load_error = Some(message);
                     }
                 }
             }
         }
         if let Some(reload) = &mut self.reload {
-            for (name, _, _) in &loaded {
-                reload.reported.remove(name);
-            }
             let folders = reload.folders(plan.module_folders);
             if let Some(watcher) = &mut reload.watcher {
                 watcher.watch(folders);
             }
         }
-        if !loaded.is_empty() || !failed.is_empty() {
-            self.store
-                .call(move |store| {
-                    for (name, sha, is_new) in &loaded {
-                        store.set_loaded(name, sha, now)?;
-                        if *is_new {
-                            // History starts now: a restart catches up from here.
-                            store.set_last_fire(name, now)?;
-                        }
-                    }
-                    for (name, message) in &failed {
-                        store.set_load_error(name, message)?;
-                    }
-                    Ok(())
-                })
-                .await?;
+        if !loads.is_empty()
+            && let Err(error) = self.store.record_loads(loads, now).await
+        {
+            // The jobs are in service all the same; only their state row
+            // (what `wasmcron jobs` reads without a host) is behind.
+            tracing::warn!(%error, "could not record the reloaded jobs in the store");
         }
-        Ok(())
     }
 
     /// Puts `job` in service, rescheduling it from `now` if its timing changed.
@@ -206,7 +201,7 @@ impl Scheduler {
                 let changed = timing(&slot.spec) != timing(&job.spec);
                 slot.spec = Arc::new(job.spec);
                 slot.compiled = job.compiled;
-                slot.fingerprint = job.fingerprint;
+                slot.load_error = None;
                 changed
             }
             None => {

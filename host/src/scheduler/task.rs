@@ -1,5 +1,6 @@
 //! One run as a task of its own: mark it `running`, run the guest, write
-//! how it ended, log it, and tell the scheduler.
+//! how it ended, log it, and tell the scheduler — with what the store did
+//! not take, for the scheduler to hold and write later.
 
 use std::sync::Arc;
 
@@ -8,75 +9,93 @@ use tokio::sync::mpsc;
 
 use crate::clock::Clock;
 use crate::config::JobSpec;
+use crate::events::{Events, RunEvent, Stage};
+use crate::record::RunStatus;
 use crate::runtime::{CompiledJob, JobHost, RunContext, RunControl, RunOutcome, RunReport, Runtime};
-use crate::store::{Finished, PendingRun, StoreHandle};
+use crate::store::{Finished, PendingRun, Store, StoreError};
 
-/// What the scheduler learns when a run ends.
+/// What the scheduler learns when a run task ends.
 #[derive(Debug)]
 pub(super) struct Completion {
     pub job: String,
     pub run_id: i64,
     pub attempt: u32,
-    pub outcome: RunOutcome,
     pub ended_at: DateTime<Utc>,
     /// Handed on to a retry.
     pub payload: Vec<u8>,
+    pub ended: Ended,
+}
+
+#[derive(Debug)]
+pub(super) enum Ended {
+    /// The guest ran; `unrecorded` is its outcome if the store did not take it.
+    Ran { outcome: RunOutcome, unrecorded: Option<(Finished, StoreError)> },
+    /// The run could not be marked `running`, so its guest was not started.
+    NotStarted(PendingRun, StoreError),
 }
 
 pub(super) struct RunTask {
     pub runtime: Arc<Runtime>,
-    pub store: StoreHandle,
+    pub store: Arc<dyn Store>,
     pub clock: Clock,
     pub spec: Arc<JobSpec>,
     pub compiled: Arc<CompiledJob>,
     pub run: PendingRun,
     pub control: RunControl,
     pub job_host: Arc<dyn JobHost>,
-    pub probe: Option<Arc<super::FireProbe>>,
+    pub events: Events,
 }
 
 impl RunTask {
     pub async fn run(self, completed: mpsc::UnboundedSender<Completion>) {
-        let RunTask { runtime, store, clock, spec, compiled, run, control, job_host, probe } = self;
+        let RunTask { runtime, store, clock, spec, compiled, run, control, job_host, events } = self;
         let started_at = clock.now();
-        let sha = compiled.sha256.clone();
-        if let Err(error) = store.call(move |s| s.start_run(run.id, started_at, &sha)).await {
-            tracing::error!(job = %spec.name, run_id = run.id, %error, "could not mark the run as running");
+        let (job, run_id, attempt) = (spec.name.clone(), run.id, run.attempt);
+        let event = |stage, at, status| RunEvent {
+            stage,
+            job: job.clone(),
+            run_id: Some(run_id),
+            trigger: run.trigger,
+            attempt,
+            scheduled_for: run.scheduled_for,
+            at,
+            status: Some(status),
+        };
+        if let Err(error) = store.start_run(run.id, started_at, compiled.sha256.clone()).await {
+            tracing::debug!(job = %spec.name, run_id, %error, "could not mark the run as running");
+            let (payload, ended_at) = (run.payload.clone(), clock.now());
+            let ended = Ended::NotStarted(run, error);
+            let _ = completed.send(Completion { job, run_id, attempt, ended_at, payload, ended });
+            return;
         }
-        if let Some(probe) = probe.filter(|_| run.trigger == crate::record::Trigger::Schedule) {
-            probe.note(super::probe::Stage::Started, run.scheduled_for, clock.now());
-        }
+        events.emit(|| event(Stage::Started, clock.now(), RunStatus::Running));
         let context = RunContext {
             run_id: run.id,
             attempt: run.attempt,
             scheduled_at: run.scheduled_for,
             trigger: run.trigger,
-            payload: run.payload,
+            payload: run.payload.clone(),
             echo: false,
             host: Some(job_host),
         };
         let report = runtime.run(&compiled, &spec, &context, &control).await;
         let ended_at = clock.now();
         let (outcome, finished) = finished(report, ended_at);
-        if let Err(error) = store.call(move |s| s.finish_run(run.id, &finished)).await {
-            tracing::error!(job = %spec.name, run_id = run.id, %error, "could not record how the run ended");
-        }
+        events.emit(|| event(Stage::Ended, ended_at, outcome.status()));
+        let unrecorded = match store.finish_run(run.id, finished.clone()).await {
+            Ok(()) => None,
+            Err(error) => Some((finished, error)),
+        };
         let duration_ms = (ended_at - started_at).num_milliseconds();
         let status = outcome.status().as_str();
         if outcome.is_success() {
-            tracing::info!(job = %spec.name, run_id = run.id, attempt = run.attempt, outcome = status, duration_ms, "run ended");
+            tracing::info!(job = %spec.name, run_id, attempt, outcome = status, duration_ms, "run ended");
         } else {
             let error = outcome.error().unwrap_or_default();
-            tracing::warn!(job = %spec.name, run_id = run.id, attempt = run.attempt, outcome = status, duration_ms, error, "run ended");
+            tracing::warn!(job = %spec.name, run_id, attempt, outcome = status, duration_ms, error, "run ended");
         }
-        let _ = completed.send(Completion {
-            job: spec.name.clone(),
-            run_id: run.id,
-            attempt: run.attempt,
-            outcome,
-            ended_at,
-            payload: context.payload,
-        });
+        let ended = Ended::Ran { outcome, unrecorded };
+        let _ = completed.send(Completion { job, run_id, attempt, ended_at, payload: context.payload, ended });
     }
 }
 

@@ -1,5 +1,5 @@
-//! The scheduler's timers: a min-heap entry per fire, delayed retry and
-//! pruning round, ordered by due time and then by insertion.
+//! The scheduler's timers: a min-heap entry per fire, delayed run, store
+//! retry and pruning round, ordered by due time and then by insertion.
 
 use chrono::{DateTime, Utc};
 
@@ -12,8 +12,12 @@ pub(super) enum TimerKind {
         nominal: DateTime<Utc>,
         generation: u64,
     },
-    /// A pending run (a delayed retry) whose time has come.
+    /// A pending run (a delayed retry or trigger) whose time has come.
     Start(PendingRun),
+    /// Time to try the writes the store refused again (see `backlog`).
+    StoreRetry,
+    /// Time to publish a change of the jobs view (see `view`).
+    View,
     Prune,
 }
 

@@ -1,31 +1,26 @@
-//! The job world's key-value store: one namespace per job, so one job never
-//! sees another's keys. Size limits on keys and values are checked by the
-//! runtime; the number of keys per job is checked here.
+//! The job world's key-value store in SQLite: one namespace per job, so one
+//! job never sees another's keys. Size limits on keys and values are
+//! checked by the runtime; the number of keys per job is checked here.
 
 use rusqlite::{OptionalExtension, params};
 
-use super::{Result, Store};
+use super::db::Db;
+use crate::store::{MAX_KEYS_PER_JOB, Result};
 
-/// The most keys one job may hold.
-pub const MAX_KEYS_PER_JOB: u32 = 10_000;
-
-impl Store {
+impl Db {
     pub fn kv_get(&self, job: &str, key: &str) -> Result<Option<Vec<u8>>> {
         self.conn
             .query_row("SELECT value FROM kv WHERE job = ?1 AND key = ?2", params![job, key], |row| row.get(0))
             .optional()
-            .map_err(|e| self.sqlite(e))
+            .map_err(|e| self.error(e))
     }
 
-    /// Sets `key`; `Ok(false)` if that would take the job past
-    /// [`MAX_KEYS_PER_JOB`] (nothing is written then).
     pub fn kv_set(&self, job: &str, key: &str, value: &[u8]) -> Result<bool> {
-        let exists = self.kv_get(job, key)?.is_some();
-        if !exists {
+        if self.kv_get(job, key)?.is_none() {
             let count: u32 = self
                 .conn
                 .query_row("SELECT count(*) FROM kv WHERE job = ?1", [job], |row| row.get(0))
-                .map_err(|e| self.sqlite(e))?;
+                .map_err(|e| self.error(e))?;
             if count >= MAX_KEYS_PER_JOB {
                 return Ok(false);
             }
@@ -36,27 +31,26 @@ impl Store {
                  ON CONFLICT (job, key) DO UPDATE SET value = excluded.value",
                 params![job, key, value],
             )
-            .map_err(|e| self.sqlite(e))?;
+            .map_err(|e| self.error(e))?;
         Ok(true)
     }
 
     pub fn kv_delete(&self, job: &str, key: &str) -> Result<()> {
         self.conn
             .execute("DELETE FROM kv WHERE job = ?1 AND key = ?2", params![job, key])
-            .map_err(|e| self.sqlite(e))?;
+            .map_err(|e| self.error(e))?;
         Ok(())
     }
 
-    /// Keys of `job` starting with `prefix`, in order.
     pub fn kv_list(&self, job: &str, prefix: &str) -> Result<Vec<String>> {
         let mut statement = self
             .conn
             .prepare("SELECT key FROM kv WHERE job = ?1 AND substr(key, 1, length(?2)) = ?2 ORDER BY key")
-            .map_err(|e| self.sqlite(e))?;
+            .map_err(|e| self.error(e))?;
         let keys = statement
             .query_map(params![job, prefix], |row| row.get(0))
             .and_then(|rows| rows.collect::<rusqlite::Result<Vec<String>>>())
-            .map_err(|e| self.sqlite(e))?;
+            .map_err(|e| self.error(e))?;
         Ok(keys)
     }
 }

@@ -1,0 +1,78 @@
+//! Run lifecycle events and the observers that subscribe to them: metrics,
+//! the API's live stream, benchmark probes.
+//!
+//! The scheduler emits one event at each stage of a run's life — fired
+//! (a scheduled fire acted on, before it is recorded), recorded (its row
+//! committed), started (the guest about to be instantiated), ended (the
+//! outcome known) — to every observer, synchronously, on the thread where
+//! it happens. Observers must be quick and must not block: one that has
+//! real work to do hands the event on (a channel, an atomic counter).
+//! With no observer attached, an event costs one branch.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+
+use crate::record::{RunStatus, Trigger};
+
+/// Where a run is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// A scheduled fire acted on by the overlap policy; not yet recorded.
+    Fired,
+    /// The run's row committed (pending, or skipped).
+    Recorded,
+    /// Marked running; the guest is about to be instantiated.
+    Started,
+    /// The guest's outcome is known.
+    Ended,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunEvent {
+    pub stage: Stage,
+    pub job: String,
+    /// None only for `Fired`: the run has no row yet.
+    pub run_id: Option<i64>,
+    pub trigger: Trigger,
+    pub attempt: u32,
+    /// The instant the run was due (a fire's nominal time, without jitter).
+    pub scheduled_for: DateTime<Utc>,
+    /// When the stage was reached, by the scheduler's clock.
+    pub at: DateTime<Utc>,
+    /// The status the stage left the run in: `Recorded` pending or skipped,
+    /// `Started` running, `Ended` how it ended.
+    pub status: Option<RunStatus>,
+}
+
+pub trait Observer: Send + Sync {
+    fn observe(&self, event: &RunEvent);
+}
+
+/// The observers attached to a scheduler.
+#[derive(Clone, Default)]
+pub struct Events(Arc<Vec<Arc<dyn Observer>>>);
+
+impl Events {
+    pub fn new(observers: Vec<Arc<dyn Observer>>) -> Self {
+        Events(Arc::new(observers))
+    }
+
+    /// Sends the event `make` builds to every observer; builds nothing when
+    /// there are none.
+    pub fn emit(&self, make: impl FnOnce() -> RunEvent) {
+        if self.0.is_empty() {
+            return;
+        }
+        let event = make();
+        for observer in self.0.iter() {
+            observer.observe(&event);
+        }
+    }
+}
+
+impl std::fmt::Debug for Events {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Events({} observers)", self.0.len())
+    }
+}

@@ -1,0 +1,126 @@
+//! `Handle`: how the rest of the host reaches a running scheduler — the
+//! API, the job world's `enqueue`, the CLI's commands through the API.
+//! Commands travel over a bounded channel and each is answered with a
+//! typed result; the jobs view is a `watch` snapshot.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::view::JobsView;
+use crate::record::RunStatus;
+
+/// Commands waiting for the scheduler at most; senders wait beyond it.
+pub(super) const COMMAND_QUEUE: usize = 1024;
+
+#[derive(Clone)]
+pub struct Handle {
+    pub(super) commands: mpsc::Sender<Command>,
+    pub(super) view: watch::Receiver<JobsView>,
+}
+
+/// A run to start by request, now or at `at`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TriggerRequest {
+    pub job: String,
+    /// The guest's stdin.
+    pub payload: Vec<u8>,
+    /// When to start it; now if absent (or past).
+    pub at: Option<DateTime<Utc>>,
+    /// A second request with the same key (for the same job) gets the
+    /// first one's run instead of a new run.
+    pub key: Option<String>,
+}
+
+/// A trigger's answer: the run, and whether this request created it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Triggered {
+    pub run_id: i64,
+    pub created: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CommandError {
+    #[error("no job named {0:?} is loaded; see `wasmcron jobs`")]
+    UnknownJob(String),
+    #[error("{queued} triggered runs are already waiting, the most this host accepts (--max-queued); try again later")]
+    QueueFull { queued: usize },
+    #[error("no run {0}; list runs with `wasmcron runs`")]
+    NoSuchRun(i64),
+    #[error("run {id} has already ended ({status})")]
+    RunEnded { id: i64, status: RunStatus },
+    #[error("run {id} has not ended yet ({status}); cancel it first, or wait for it")]
+    RunNotEnded { id: i64, status: RunStatus },
+    #[error("the store cannot take the run: {0}")]
+    Store(String),
+    #[error("the host is shutting down")]
+    ShuttingDown,
+}
+
+pub(super) type Reply<T> = oneshot::Sender<Result<T, CommandError>>;
+
+pub(super) enum Command {
+    Trigger(TriggerRequest, Reply<Triggered>),
+    Cancel(i64, Reply<()>),
+    Retry(i64, Reply<i64>),
+    Pause {
+        job: String,
+        paused: bool,
+        reply: Reply<()>,
+    },
+    /// The job world's `enqueue`: a run of `job` started by run `parent_run`.
+    Enqueue {
+        parent_run: i64,
+        job: String,
+        payload: Vec<u8>,
+        delay: Duration,
+        reply: Reply<i64>,
+    },
+}
+
+impl Handle {
+    async fn ask<T>(&self, command: impl FnOnce(Reply<T>) -> Command) -> Result<T, CommandError> {
+        let (reply, answer) = oneshot::channel();
+        self.commands.send(command(reply)).await.map_err(|_| CommandError::ShuttingDown)?;
+        answer.await.map_err(|_| CommandError::ShuttingDown)?
+    }
+
+    /// Starts a run of a job now or later; answers once the run is durably
+    /// recorded.
+    pub async fn trigger(&self, request: TriggerRequest) -> Result<Triggered, CommandError> {
+        self.ask(|reply| Command::Trigger(request, reply)).await
+    }
+
+    /// Cancels a run: a running guest is stopped (recorded `cancelled`
+    /// when it ends), a pending or delayed one never starts.
+    pub async fn cancel(&self, run_id: i64) -> Result<(), CommandError> {
+        self.ask(|reply| Command::Cancel(run_id, reply)).await
+    }
+
+    /// Starts a new run (attempt 1, trigger `manual`, with the same
+    /// payload) of a run that has ended, recording it as the parent.
+    pub async fn retry(&self, run_id: i64) -> Result<i64, CommandError> {
+        self.ask(|reply| Command::Retry(run_id, reply)).await
+    }
+
+    pub async fn pause(&self, job: &str, paused: bool) -> Result<(), CommandError> {
+        self.ask(|reply| Command::Pause { job: job.to_owned(), paused, reply }).await
+    }
+
+    /// A run of `job` enqueued by run `parent_run` (job world `enqueue`).
+    pub async fn enqueue(
+        &self,
+        parent_run: i64,
+        job: &str,
+        payload: Vec<u8>,
+        delay: Duration,
+    ) -> Result<i64, CommandError> {
+        self.ask(|reply| Command::Enqueue { parent_run, job: job.to_owned(), payload, delay, reply }).await
+    }
+
+    /// The jobs view, kept current by the scheduler.
+    pub fn jobs(&self) -> watch::Receiver<JobsView> {
+        self.view.clone()
+    }
+}

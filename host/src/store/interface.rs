@@ -1,0 +1,78 @@
+//! The store's one interface: every operation the host and the CLI need,
+//! by name. Each operation is atomic (all of its writes are kept, or none)
+//! and resolves only once its writes are durable, so an answer always
+//! means the record survives a crash of the process.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use super::{Cancelled, CatchUp, Finished, Fire, FireRecorded, JobState, Load, NewRun, Recovered, Result, Retention};
+use super::{PendingRun, RunQuery};
+use crate::record::RunRecord;
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Where this store is, for messages: a path or a URL without secrets.
+    fn describe(&self) -> String;
+
+    // Recording runs.
+
+    /// Records scheduled fires and moves each job's watermark to its fire.
+    /// A fire of a paused job records no run (`None`); a skipped one is
+    /// recorded as ended at `now`.
+    async fn record_fires(&self, fires: Vec<Fire>, now: DateTime<Utc>) -> Result<Vec<FireRecorded>>;
+    /// Records runs as given (retries, enqueued runs, `once`); their ids.
+    async fn insert_runs(&self, runs: Vec<NewRun>) -> Result<Vec<i64>>;
+    /// Records a triggered run, unless a run of the same job already has
+    /// its idempotency key: then that run's id, and `false`.
+    async fn trigger_run(&self, run: NewRun) -> Result<(i64, bool)>;
+    /// Marks a pending run `running`, with the module version it runs on.
+    async fn start_run(&self, id: i64, started_at: DateTime<Utc>, module_sha256: String) -> Result<()>;
+    /// Writes how a run ended.
+    async fn finish_run(&self, id: i64, finished: Finished) -> Result<()>;
+    /// Cancels a run that has not started.
+    async fn cancel_pending(&self, id: i64, now: DateTime<Utc>) -> Result<Cancelled>;
+
+    // Start-up.
+
+    /// Marks every run left `running` `abandoned`, records a retry of each
+    /// whose job (by name in `attempts`, tries in all) has attempts left,
+    /// and lists every pending run.
+    async fn recover(&self, now: DateTime<Utc>, attempts: BTreeMap<String, u32>) -> Result<Recovered>;
+    /// Records each job's catch-up rows and watermark; the ids of the rows
+    /// still to run (`pending` ones) as pending runs.
+    async fn record_catch_up(&self, jobs: Vec<CatchUp>) -> Result<Vec<PendingRun>>;
+
+    // Reading history.
+
+    async fn run(&self, id: i64) -> Result<Option<RunRecord>>;
+    /// The payload run `id` was given (empty if there is no such run).
+    async fn run_payload(&self, id: i64) -> Result<Vec<u8>>;
+    /// Runs matching `query`, newest first.
+    async fn runs(&self, query: RunQuery) -> Result<Vec<RunRecord>>;
+    /// Each job's newest finished run (not pending, running, skipped or missed).
+    async fn last_outcomes(&self) -> Result<Vec<RunRecord>>;
+    /// Deletes finished history beyond `retention`; how many runs went.
+    async fn prune(&self, retention: Retention, now: DateTime<Utc>) -> Result<usize>;
+
+    // Job state.
+
+    async fn job_states(&self) -> Result<BTreeMap<String, JobState>>;
+    async fn set_paused(&self, job: String, paused: bool) -> Result<()>;
+    /// Moves `job`'s watermark: every fire up to `at` is dealt with.
+    async fn set_last_fire(&self, job: String, at: DateTime<Utc>) -> Result<()>;
+    /// Records what the host loaded (or failed to) at `now`.
+    async fn record_loads(&self, loads: Vec<Load>, now: DateTime<Utc>) -> Result<()>;
+
+    // The job world's key-value store, one namespace per job.
+
+    async fn kv_get(&self, job: String, key: String) -> Result<Option<Vec<u8>>>;
+    /// Sets `key`; `false` if that would take the job past
+    /// `MAX_KEYS_PER_JOB` keys (nothing is written then).
+    async fn kv_set(&self, job: String, key: String, value: Vec<u8>) -> Result<bool>;
+    async fn kv_delete(&self, job: String, key: String) -> Result<()>;
+    /// Keys of `job` starting with `prefix`, in order.
+    async fn kv_list(&self, job: String, prefix: String) -> Result<Vec<String>>;
+}
