@@ -114,7 +114,7 @@ pub fn plan_reload(
     let mut present = BTreeSet::new();
     let mut compiled_here: Vec<Arc<CompiledJob>> = Vec::new();
     for error in loaded.errors {
-        let job = error.file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        let job = config::job_name(&error.file);
         present.insert(job.clone());
         changes.push(Change::Failed { job, error });
     }

@@ -38,9 +38,16 @@ pub fn validate_name(name: &str) -> Result<(), String> {
     }
 }
 
+/// The name of the job that `path` (a declaration or a bare module) declares:
+/// its file stem. Derived here and nowhere else; [`validate_name`] says
+/// whether it is allowed.
+pub fn job_name(path: &Path) -> String {
+    path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
+}
+
 /// Reads and validates one declaration file; the job's name is its stem.
 pub fn load_file(file: &Path) -> Result<JobSpec, ConfigError> {
-    let name = file_stem(file);
+    let name = job_name(file);
     validate_name(&name).map_err(|e| ConfigError::file(file, e))?;
     let text = std::fs::read_to_string(file).map_err(|e| ConfigError::file(file, format!("cannot be read: {e}")))?;
     let raw = parse_toml(file, &text)?;
@@ -69,7 +76,7 @@ pub fn load_dir(dir: &Path) -> std::io::Result<Loaded> {
         .collect();
     files.sort();
 
-    let declared: BTreeSet<String> = files.iter().filter(|p| has_extension(p, "toml")).map(|p| file_stem(p)).collect();
+    let declared: BTreeSet<String> = files.iter().filter(|p| has_extension(p, "toml")).map(|p| job_name(p)).collect();
     let mut loaded = Loaded::default();
     let mut bare_seen = BTreeSet::new();
     for file in &files {
@@ -79,7 +86,7 @@ pub fn load_dir(dir: &Path) -> std::io::Result<Loaded> {
                 Err(e) => loaded.errors.push(e),
             }
         } else if has_extension(file, "wasm") || has_extension(file, "wat") {
-            let name = file_stem(file);
+            let name = job_name(file);
             if declared.contains(&name) || !bare_seen.insert(name.clone()) {
                 continue; // declared by its TOML, or NAME.wasm already taken over NAME.wat
             }
@@ -94,10 +101,6 @@ pub fn load_dir(dir: &Path) -> std::io::Result<Loaded> {
 
 fn has_extension(path: &Path, ext: &str) -> bool {
     path.extension().is_some_and(|e| e == ext)
-}
-
-fn file_stem(path: &Path) -> String {
-    path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -126,3 +126,11 @@ fn names_follow_the_pattern() {
         assert!(validate_name(bad).is_err(), "{bad}");
     }
 }
+
+#[test]
+fn the_job_name_is_the_file_stem() {
+    assert_eq!(job_name(Path::new("jobs.d/report.toml")), "report");
+    assert_eq!(job_name(Path::new("/srv/jobs.d/db-vacuum.wasm")), "db-vacuum");
+    assert_eq!(job_name(Path::new("tidy")), "tidy");
+    assert_eq!(job_name(Path::new("/")), "");
+}
