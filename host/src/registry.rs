@@ -21,6 +21,8 @@ use crate::runtime::{CompileCache, CompiledJob, Provenance, Runtime, hex};
 pub struct LoadedJob {
     pub spec: JobSpec,
     pub compiled: Arc<CompiledJob>,
+    /// Everything the declaration says, as text: equal means unchanged.
+    pub fingerprint: String,
 }
 
 /// Everything a jobs folder gave: runnable jobs, every error, and how many
@@ -55,7 +57,7 @@ impl Registry {
             };
             let key = (module.sha256.clone(), spec.limits.fuel.is_some());
             if let Some(compiled) = shared.get(&key) {
-                let job = LoadedJob { spec, compiled: compiled.clone() };
+                let job = LoadedJob { fingerprint: format!("{spec:?}"), spec, compiled: compiled.clone() };
                 registry.jobs.push(job);
                 continue;
             }
@@ -71,7 +73,7 @@ impl Registry {
                 Err(e) => registry.errors.push(e),
             }
         }
-        registry.errors.sort_by(|a, b| a.file.cmp(&b.file));
+        registry.errors.sort_by(|a, b| a.file().cmp(b.file()));
         Ok(registry)
     }
 }
@@ -114,16 +116,16 @@ pub fn plan_reload(
     let mut present = BTreeSet::new();
     let mut compiled_here: Vec<Arc<CompiledJob>> = Vec::new();
     for error in loaded.errors {
-        let job = config::job_name(&error.file);
+        let job = error.job().to_owned();
         present.insert(job.clone());
         changes.push(Change::Failed { job, error });
     }
     for spec in loaded.jobs {
         present.insert(spec.name.clone());
-        let fingerprint = format!("{spec:?}"); // TEMPORARY until JobSpec: PartialEq
+        let fingerprint = format!("{spec:?}");
         let previous = current.get(&spec.name);
         let module_touched = changed.contains(&normalize(&spec.module));
-        if previous.is_some_and(|p| format!("{:?}", p.spec) == fingerprint) && !module_touched {
+        if previous.is_some_and(|p| p.fingerprint == fingerprint) && !module_touched {
             continue;
         }
         let name = spec.name.clone();
@@ -136,7 +138,7 @@ pub fn plan_reload(
         };
         let metered = spec.limits.fuel.is_some();
         let same = |compiled: &CompiledJob| compiled.sha256 == module.sha256 && compiled.metered == metered;
-        if previous.is_some_and(|p| format!("{:?}", p.spec) == fingerprint && same(&p.compiled)) {
+        if previous.is_some_and(|p| p.fingerprint == fingerprint && same(&p.compiled)) {
             continue; // touched, not changed
         }
         // Its own previous code, else another job's on the same module.
@@ -148,7 +150,7 @@ pub fn plan_reload(
             .find(|compiled| same(compiled))
             .cloned();
         match shared {
-            Some(compiled) => changes.push(Change::Loaded(Box::new(LoadedJob { spec, compiled }))),
+            Some(compiled) => changes.push(Change::Loaded(Box::new(LoadedJob { spec, compiled, fingerprint }))),
             None => match compile(runtime, &spec, &module, cache) {
                 Ok((job, _)) => {
                     compiled_here.push(job.compiled.clone());
@@ -189,14 +191,7 @@ pub struct ModuleBytes {
 
 /// Reads the module of `spec`, with an error naming the declaration.
 pub fn read_module(spec: &JobSpec) -> Result<ModuleBytes, ConfigError> {
-    let bytes = std::fs::read(&spec.module).map_err(|e| {
-        let hint = if e.kind() == std::io::ErrorKind::NotFound {
-            "; build the job first, or fix `module` (it is relative to the declaration)"
-        } else {
-            ""
-        };
-        module_error(spec, format!("cannot be read: {e}{hint}"))
-    })?;
+    let bytes = std::fs::read(&spec.module).map_err(|e| ConfigError::module_unreadable(spec, e))?;
     let sha256 = hex(&Sha256::digest(&bytes));
     Ok(ModuleBytes { bytes, sha256 })
 }
@@ -210,17 +205,9 @@ pub fn compile(
 ) -> Result<(LoadedJob, Provenance), ConfigError> {
     let (compiled, provenance) = runtime
         .compile_cached(&module.bytes, &module.sha256, spec.limits.fuel.is_some(), cache)
-        .map_err(|e| module_error(spec, e.to_string()))?;
-    let job = LoadedJob { spec: spec.clone(), compiled: Arc::new(compiled) };
+        .map_err(|e| ConfigError::compile(spec, e))?;
+    let job = LoadedJob { fingerprint: format!("{spec:?}"), spec: spec.clone(), compiled: Arc::new(compiled) };
     Ok((job, provenance))
-}
-
-fn module_error(spec: &JobSpec, message: String) -> ConfigError {
-    if spec.source != spec.module {
-        ConfigError::field(&spec.source, "module", spec.module.display().to_string(), message)
-    } else {
-        ConfigError::file(&spec.source, message)
-    }
 }
 
 #[cfg(test)]
@@ -245,6 +232,60 @@ mod tests {
         assert!(!Arc::ptr_eq(compiled("a"), compiled("metered")), "metered code is compiled apart");
         // shared.wat is also a bare job of its own, sharing a's code.
         assert_eq!((registry.jobs.len(), registry.compiled), (4, 2));
+    }
+
+    #[test]
+    fn a_module_that_does_not_compile_keeps_wasmtime_s_error_as_the_source() {
+        use crate::runtime::CompileError;
+        use std::error::Error as _;
+
+        let dir = tempfile::tempdir().unwrap();
+        // Well-formed text, invalid code: `i32.add` with nothing on the stack.
+        std::fs::write(dir.path().join("broken.wat"), r#"(module (func (export "_start") i32.add))"#).unwrap();
+        std::fs::write(dir.path().join("nightly.toml"), "module = \"broken.wat\"").unwrap();
+        let runtime = Runtime::new().unwrap();
+        let registry = Registry::load(&runtime, dir.path(), None).unwrap();
+        assert!(registry.jobs.is_empty());
+        let [bare, declared] = registry.errors.as_slice() else { panic!("two errors: {:?}", registry.errors) };
+
+        for error in [bare, declared] {
+            let source = error.source().expect("the compile error is kept as the source");
+            let Some(CompileError::Invalid(wasmtime_error)) = source.downcast_ref::<CompileError>() else {
+                panic!("not CompileError::Invalid: {source:?}");
+            };
+            // The message is still one line built from the whole cause.
+            assert!(error.to_string().ends_with(&format!("is not valid WebAssembly: {wasmtime_error:#}")), "{error}");
+        }
+        assert_eq!((bare.job(), bare.file(), bare.field()), ("broken", dir.path().join("broken.wat").as_path(), None));
+        assert_eq!(
+            (declared.job(), declared.file(), declared.field()),
+            ("nightly", dir.path().join("nightly.toml").as_path(), Some("module"))
+        );
+        let module = dir.path().join("broken.wat").display().to_string();
+        assert!(
+            declared.to_string().starts_with(&format!(
+                "{}: module {module:?}: is not valid",
+                dir.path().join("nightly.toml").display()
+            )),
+            "{declared}"
+        );
+    }
+
+    #[test]
+    fn a_missing_module_keeps_the_io_error_as_the_source() {
+        use std::error::Error as _;
+
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("report.toml"), "").unwrap();
+        let runtime = Runtime::new().unwrap();
+        let registry = Registry::load(&runtime, dir.path(), None).unwrap();
+        let [error] = registry.errors.as_slice() else { panic!("one error: {:?}", registry.errors) };
+        let io = error.source().and_then(|s| s.downcast_ref::<std::io::Error>()).expect("an io::Error source");
+        assert_eq!(io.kind(), std::io::ErrorKind::NotFound);
+        assert!(
+            error.to_string().ends_with("; build the job first, or fix `module` (it is relative to the declaration)")
+        );
+        assert_eq!((error.job(), error.field()), ("report", Some("module")));
     }
 
     #[test]

@@ -119,7 +119,7 @@ fn find_job(dir: &std::path::Path, name: &str) -> Result<(JobSpec, BTreeSet<Stri
         return Ok((spec, declared));
     }
     let stem = |path: &std::path::Path| path.file_stem().is_some_and(|s| s == name);
-    if let Some(error) = loaded.errors.iter().find(|e| stem(&e.file)) {
+    if let Some(error) = loaded.errors.iter().find(|e| stem(e.file())) {
         return Err(error.to_string());
     }
     Err(format!(

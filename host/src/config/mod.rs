@@ -48,23 +48,15 @@ pub fn job_name(path: &Path) -> String {
 /// Reads and validates one declaration file; the job's name is its stem.
 pub fn load_file(file: &Path) -> Result<JobSpec, ConfigError> {
     let name = job_name(file);
-    validate_name(&name).map_err(|e| ConfigError::file(file, e))?;
-    let text = std::fs::read_to_string(file).map_err(|e| ConfigError::file(file, format!("cannot be read: {e}")))?;
+    validate_name(&name).map_err(|e| ConfigError::bad_name(file, e))?;
+    let text = std::fs::read_to_string(file).map_err(|e| ConfigError::unreadable(file, e))?;
     let raw = parse_toml(file, &text)?;
     JobSpec::from_raw(name, file, raw)
 }
 
 /// Parses declaration text, turning TOML's error into one line with its position.
 pub fn parse_toml(file: &Path, text: &str) -> Result<RawJob, ConfigError> {
-    toml::from_str(text).map_err(|e| {
-        let position = e.span().map(|span| {
-            let line = text[..span.start].matches('\n').count() + 1;
-            format!("line {line}: ")
-        });
-        let message = e.message().trim_end().replace('\n', " ");
-        let hint = if message.starts_with("unknown field") { "; remove it or fix its spelling" } else { "" };
-        ConfigError::file(file, format!("{}{message}{hint}", position.unwrap_or_default()))
-    })
+    toml::from_str(text).map_err(|e| ConfigError::toml(file, text, e))
 }
 
 /// Loads every declaration in `dir`: each `NAME.toml`, and each `NAME.wasm`
@@ -92,7 +84,7 @@ pub fn load_dir(dir: &Path) -> std::io::Result<Loaded> {
             }
             match validate_name(&name) {
                 Ok(()) => loaded.jobs.push(JobSpec::for_bare_module(name, file.clone())),
-                Err(e) => loaded.errors.push(ConfigError::file(file, e)),
+                Err(e) => loaded.errors.push(ConfigError::bad_name(file, e)),
             }
         }
     }

@@ -133,7 +133,7 @@ impl JobSpec {
         let base = file.parent().unwrap_or(Path::new("."));
         let module = match &raw.module {
             Some(module) if module.trim().is_empty() => {
-                return Err(ConfigError::field(
+                return Err(ConfigError::invalid(
                     file,
                     "module",
                     module,
@@ -144,25 +144,24 @@ impl JobSpec {
             None => default_module(base, &name),
         };
         let timezone = match &raw.timezone {
-            Some(zone) => schedule::parse_timezone(zone).map_err(|e| ConfigError::field(file, "timezone", zone, e))?,
+            Some(zone) => {
+                schedule::parse_timezone(zone).map_err(|e| ConfigError::invalid(file, "timezone", zone, e))?
+            }
             None => Tz::UTC,
         };
         let schedule = match &raw.schedule {
-            Some(text) => Some(
-                Schedule::parse(text, timezone)
-                    .map_err(|e| ConfigError::field(file, "schedule", text, e.to_string()))?,
-            ),
+            Some(text) => Some(Schedule::parse(text, timezone).map_err(|e| ConfigError::schedule(file, text, e))?),
             None => None,
         };
         let duration = |field: &str, value: &Option<String>, default: Duration| match value {
-            Some(text) => units::parse_duration(text).map_err(|e| ConfigError::field(file, field, text, e)),
+            Some(text) => units::parse_duration(text).map_err(|e| ConfigError::invalid(file, field, text, e)),
             None => Ok(default),
         };
         let size = |field: &str, value: &Option<String>, default: u64, min: u64, max: u64| match value {
             Some(text) => {
-                let bytes = units::parse_size(text).map_err(|e| ConfigError::field(file, field, text, e))?;
+                let bytes = units::parse_size(text).map_err(|e| ConfigError::invalid(file, field, text, e))?;
                 if !(min..=max).contains(&bytes) {
-                    return Err(ConfigError::field(
+                    return Err(ConfigError::invalid(
                         file,
                         field,
                         text,
@@ -176,7 +175,7 @@ impl JobSpec {
 
         let timeout = duration("limits.timeout", &raw.limits.timeout, DEFAULT_TIMEOUT)?;
         if timeout.is_zero() {
-            return Err(ConfigError::field(
+            return Err(ConfigError::invalid(
                 file,
                 "limits.timeout",
                 raw.limits.timeout.unwrap_or_default(),
@@ -185,7 +184,7 @@ impl JobSpec {
         }
         let fuel = match raw.limits.fuel {
             Some(fuel) if fuel <= 0 => {
-                return Err(ConfigError::field(
+                return Err(ConfigError::invalid(
                     file,
                     "limits.fuel",
                     fuel,
@@ -203,7 +202,7 @@ impl JobSpec {
 
         let attempts = match raw.retry.attempts {
             Some(n) if !(1..=MAX_ATTEMPTS).contains(&n) => {
-                return Err(ConfigError::field(
+                return Err(ConfigError::invalid(
                     file,
                     "retry.attempts",
                     n,
@@ -218,7 +217,7 @@ impl JobSpec {
             max_backoff: duration("retry.max_backoff", &raw.retry.max_backoff, DEFAULT_MAX_BACKOFF)?,
         };
         if retry.max_backoff < retry.backoff {
-            return Err(ConfigError::field(
+            return Err(ConfigError::invalid(
                 file,
                 "retry.max_backoff",
                 units::format_duration(retry.max_backoff),
@@ -283,7 +282,7 @@ fn parse_choice<T: Copy>(
     let Some(text) = value else { return Ok(default) };
     choices.iter().find(|(name, _)| name == text).map(|(_, v)| *v).ok_or_else(|| {
         let names: Vec<&str> = choices.iter().map(|(name, _)| *name).collect();
-        ConfigError::field(file, field, text, format!("must be one of {}", names.join(", ")))
+        ConfigError::invalid(file, field, text, format!("must be one of {}", names.join(", ")))
     })
 }
 
@@ -293,7 +292,7 @@ fn validate_env(
 ) -> Result<Vec<(String, String)>, ConfigError> {
     for key in env.keys() {
         if key.is_empty() || key.contains(['=', '\0']) {
-            return Err(ConfigError::field(
+            return Err(ConfigError::invalid(
                 file,
                 "env",
                 key,
@@ -301,7 +300,7 @@ fn validate_env(
             ));
         }
         if key.starts_with("WASMCRON_") {
-            return Err(ConfigError::field(
+            return Err(ConfigError::invalid(
                 file,
                 "env",
                 key,
@@ -317,7 +316,7 @@ fn validate_dirs(file: &Path, base: &Path, dirs: Vec<RawDir>) -> Result<Vec<DirG
     for (i, dir) in dirs.into_iter().enumerate() {
         let host = base.join(&dir.host);
         if !host.is_dir() {
-            return Err(ConfigError::field(
+            return Err(ConfigError::invalid(
                 file,
                 &format!("dirs[{i}].host"),
                 &dir.host,
@@ -328,7 +327,7 @@ fn validate_dirs(file: &Path, base: &Path, dirs: Vec<RawDir>) -> Result<Vec<DirG
             ));
         }
         if !dir.guest.starts_with('/') {
-            return Err(ConfigError::field(
+            return Err(ConfigError::invalid(
                 file,
                 &format!("dirs[{i}].guest"),
                 &dir.guest,
@@ -336,7 +335,7 @@ fn validate_dirs(file: &Path, base: &Path, dirs: Vec<RawDir>) -> Result<Vec<DirG
             ));
         }
         if grants.iter().any(|g| g.guest == dir.guest) {
-            return Err(ConfigError::field(
+            return Err(ConfigError::invalid(
                 file,
                 &format!("dirs[{i}].guest"),
                 &dir.guest,

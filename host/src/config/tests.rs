@@ -134,3 +134,31 @@ fn the_job_name_is_the_file_stem() {
     assert_eq!(job_name(Path::new("tidy")), "tidy");
     assert_eq!(job_name(Path::new("/")), "");
 }
+
+#[test]
+fn errors_name_the_file_the_job_and_the_field() {
+    use std::error::Error as _;
+
+    let dir = tempfile::tempdir().unwrap();
+    let error = load_file(&write(dir.path(), "nightly.toml", "schedule = \"61 * * * *\"")).unwrap_err();
+    assert_eq!((error.job(), error.field()), ("nightly", Some("schedule")));
+    assert_eq!(error.file(), dir.path().join("nightly.toml"));
+    let source = error.source().and_then(|s| s.downcast_ref::<crate::schedule::ScheduleError>());
+    assert_eq!(source.map(|s| s.to_string()).as_deref(), Some("minute 61 is out of range 0-59"));
+    let ConfigError::Schedule { value, .. } = &error else { panic!("{error:?}") };
+    assert_eq!(value, "\"61 * * * *\"", "the value as written, quoted");
+
+    let error = load_file(&write(dir.path(), "metered.toml", "[limits]\nfuel = -5")).unwrap_err();
+    assert_eq!((error.job(), error.field()), ("metered", Some("limits.fuel")));
+    assert!(matches!(&error, ConfigError::Invalid { value, .. } if value == "-5"), "a number is shown bare");
+    assert!(error.source().is_none());
+
+    let error = load_file(&write(dir.path(), "typo.toml", "\nschedual = \"@daily\"")).unwrap_err();
+    assert_eq!((error.job(), error.field()), ("typo", None));
+    assert!(matches!(error, ConfigError::Toml { line: Some(2), .. }), "{error:?}");
+    assert!(error.source().is_some_and(|s| s.is::<Box<toml::de::Error>>()));
+
+    let error = load_file(&dir.path().join("absent.toml")).unwrap_err();
+    assert!(error.source().is_some_and(|s| s.is::<std::io::Error>()));
+    assert_eq!(error.to_string(), format!("{}: cannot be read: {}", error.file().display(), error.source().unwrap()));
+}
