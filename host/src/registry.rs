@@ -21,8 +21,6 @@ use crate::runtime::{CompileCache, CompiledJob, Provenance, Runtime, hex};
 pub struct LoadedJob {
     pub spec: JobSpec,
     pub compiled: Arc<CompiledJob>,
-    /// Everything the declaration says, as text: equal means unchanged.
-    pub fingerprint: String,
 }
 
 /// Everything a jobs folder gave: runnable jobs, every error, and how many
@@ -57,7 +55,7 @@ impl Registry {
             };
             let key = (module.sha256.clone(), spec.limits.fuel.is_some());
             if let Some(compiled) = shared.get(&key) {
-                let job = LoadedJob { fingerprint: format!("{spec:?}"), spec, compiled: compiled.clone() };
+                let job = LoadedJob { spec, compiled: compiled.clone() };
                 registry.jobs.push(job);
                 continue;
             }
@@ -122,10 +120,9 @@ pub fn plan_reload(
     }
     for spec in loaded.jobs {
         present.insert(spec.name.clone());
-        let fingerprint = format!("{spec:?}");
         let previous = current.get(&spec.name);
         let module_touched = changed.contains(&normalize(&spec.module));
-        if previous.is_some_and(|p| p.fingerprint == fingerprint) && !module_touched {
+        if previous.is_some_and(|p| p.spec == spec) && !module_touched {
             continue;
         }
         let name = spec.name.clone();
@@ -138,7 +135,7 @@ pub fn plan_reload(
         };
         let metered = spec.limits.fuel.is_some();
         let same = |compiled: &CompiledJob| compiled.sha256 == module.sha256 && compiled.metered == metered;
-        if previous.is_some_and(|p| p.fingerprint == fingerprint && same(&p.compiled)) {
+        if previous.is_some_and(|p| p.spec == spec && same(&p.compiled)) {
             continue; // touched, not changed
         }
         // Its own previous code, else another job's on the same module.
@@ -150,7 +147,7 @@ pub fn plan_reload(
             .find(|compiled| same(compiled))
             .cloned();
         match shared {
-            Some(compiled) => changes.push(Change::Loaded(Box::new(LoadedJob { spec, compiled, fingerprint }))),
+            Some(compiled) => changes.push(Change::Loaded(Box::new(LoadedJob { spec, compiled }))),
             None => match compile(runtime, &spec, &module, cache) {
                 Ok((job, _)) => {
                     compiled_here.push(job.compiled.clone());
@@ -206,7 +203,7 @@ pub fn compile(
     let (compiled, provenance) = runtime
         .compile_cached(&module.bytes, &module.sha256, spec.limits.fuel.is_some(), cache)
         .map_err(|e| ConfigError::compile(spec, e))?;
-    let job = LoadedJob { fingerprint: format!("{spec:?}"), spec: spec.clone(), compiled: Arc::new(compiled) };
+    let job = LoadedJob { spec: spec.clone(), compiled: Arc::new(compiled) };
     Ok((job, provenance))
 }
 
@@ -286,6 +283,32 @@ mod tests {
             error.to_string().ends_with("; build the job first, or fix `module` (it is relative to the declaration)")
         );
         assert_eq!((error.job(), error.field()), ("report", Some("module")));
+    }
+
+    #[test]
+    fn a_reload_leaves_an_equal_spec_alone_and_loads_a_changed_one() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("tick.wat"), MODULE).unwrap();
+        std::fs::write(dir.path().join("tick.toml"), "schedule = \"@hourly\"").unwrap();
+        let runtime = Runtime::new().unwrap();
+        let current: BTreeMap<String, LoadedJob> = Registry::load(&runtime, dir.path(), None)
+            .unwrap()
+            .jobs
+            .into_iter()
+            .map(|job| (job.spec.name.clone(), job))
+            .collect();
+        let changed = BTreeSet::from([normalize(&dir.path().join("tick.toml"))]);
+
+        // Rewritten with the same meaning: nothing to do.
+        std::fs::write(dir.path().join("tick.toml"), "schedule = \"@hourly\" # again").unwrap();
+        let reload = plan_reload(&runtime, dir.path(), None, &current, &changed).unwrap();
+        assert!(reload.changes.is_empty(), "an equal spec is left alone");
+
+        std::fs::write(dir.path().join("tick.toml"), "schedule = \"@hourly\"\njitter = \"5s\"").unwrap();
+        let reload = plan_reload(&runtime, dir.path(), None, &current, &changed).unwrap();
+        let [Change::Loaded(tick)] = reload.changes.as_slice() else { panic!("tick reloaded, nothing else") };
+        assert_eq!(tick.spec.jitter, std::time::Duration::from_secs(5));
+        assert!(Arc::ptr_eq(&tick.compiled, &current["tick"].compiled), "same module, not recompiled");
     }
 
     #[test]

@@ -98,6 +98,15 @@ impl Schedule {
     }
 }
 
+/// Equal when the text and the zone are: `kind` is parsed from the text.
+impl PartialEq for Schedule {
+    fn eq(&self, other: &Self) -> bool {
+        self.text == other.text && self.timezone == other.timezone
+    }
+}
+
+impl Eq for Schedule {}
+
 impl fmt::Debug for Schedule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Schedule({:?} in {})", self.text, self.timezone)

@@ -26,8 +26,9 @@ pub const MAX_MEMORY: u64 = 4 << 30;
 const MAX_OUTPUT: u64 = 64 << 20;
 const MAX_ATTEMPTS: i64 = 100;
 
-/// Everything the host knows about one job, valid by construction.
-#[derive(Debug, Clone)]
+/// Everything the host knows about one job, valid by construction. Equal
+/// specs mean an unchanged declaration: a reload leaves such a job alone.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JobSpec {
     pub name: String,
     /// The file the job was declared by: its TOML, or the module itself.

@@ -162,3 +162,35 @@ fn errors_name_the_file_the_job_and_the_field() {
     assert!(error.source().is_some_and(|s| s.is::<std::io::Error>()));
     assert_eq!(error.to_string(), format!("{}: cannot be read: {}", error.file().display(), error.source().unwrap()));
 }
+
+#[test]
+fn specs_are_equal_until_a_field_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("data")).unwrap();
+    let file = write(dir.path(), "report.toml", FULL);
+    let spec = load_file(&file).unwrap();
+    assert_eq!(load_file(&file).unwrap(), spec, "the same file gives an equal spec");
+
+    for (from, to) in [
+        ("jitter   = \"30s\"", "jitter   = \"31s\""),
+        ("0 30 2 * * Mon-Fri", "0 31 2 * * Mon-Fri"),
+        ("Europe/London", "Europe/Paris"),
+        ("fuel    = 10_000_000_000", "fuel    = 10_000_000_001"),
+        ("mode  = \"rw\"", "mode  = \"ro\""),
+        ("\"--since\"", "\"--until\""),
+    ] {
+        assert!(FULL.contains(from), "{from}");
+        let changed = load_file(&write(dir.path(), "report.toml", &FULL.replace(from, to))).unwrap();
+        assert_ne!(changed, spec, "{from} → {to}");
+    }
+}
+
+#[test]
+fn schedules_are_equal_by_text_and_zone() {
+    use crate::schedule::Schedule;
+    let parse = |text: &str, zone| Schedule::parse(text, zone).unwrap();
+    assert_eq!(parse("*/15 * * * *", chrono_tz::UTC), parse(" */15 * * * * ", chrono_tz::UTC));
+    assert_ne!(parse("*/15 * * * *", chrono_tz::UTC), parse("*/15 * * * *", chrono_tz::Europe::London));
+    assert_ne!(parse("*/15 * * * *", chrono_tz::UTC), parse("*/20 * * * *", chrono_tz::UTC));
+    assert_eq!(parse("@every 90s", chrono_tz::UTC), parse("@every 90s", chrono_tz::UTC));
+}
