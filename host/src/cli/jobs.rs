@@ -73,7 +73,7 @@ fn build_view(globals: &Globals) -> anyhow::Result<JobsView> {
         })
         .collect();
     for error in &registry.errors {
-        let name = error.job();
+        let name = error.job().to_owned();
         let state = states.get(&name).cloned().unwrap_or_default();
         jobs.push(JobView {
             module_sha256: state.module_sha256,

@@ -118,8 +118,7 @@ fn find_job(dir: &std::path::Path, name: &str) -> Result<(JobSpec, BTreeSet<Stri
     if let Some(spec) = loaded.jobs.into_iter().find(|job| job.name == name) {
         return Ok((spec, declared));
     }
-    let stem = |path: &std::path::Path| path.file_stem().is_some_and(|s| s == name);
-    if let Some(error) = loaded.errors.iter().find(|e| stem(e.file())) {
+    if let Some(error) = loaded.errors.iter().find(|e| e.job() == name) {
         return Err(error.to_string());
     }
     Err(format!(

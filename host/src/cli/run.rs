@@ -68,7 +68,7 @@ pub fn run(globals: &Globals, args: Args) -> anyhow::Result<ExitCode> {
     let mut reported = BTreeMap::new();
     for error in &registry.errors {
         tracing::error!("{error}");
-        reported.insert(error.job(), error.to_string());
+        reported.insert(error.job().to_owned(), error.to_string());
     }
     let loads = registry
         .jobs
