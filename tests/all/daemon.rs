@@ -32,6 +32,10 @@ impl Host {
         assert_eq!(unsafe { libc::kill(self.child.id() as libc::pid_t, signal) }, 0);
     }
 
+    fn alive(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
     /// SIGTERM, then waits for a clean exit; returns the log.
     pub fn stop(self) -> String {
         self.signal(libc::SIGTERM);
@@ -223,4 +227,95 @@ fn sigkill_mid_run_loses_no_fire_and_runs_none_twice() {
     let succeeded_retries =
         runs.iter().filter(|r| r.trigger == Trigger::Retry && r.status == RunStatus::Succeeded).count();
     assert_eq!(succeeded_retries, 1, "the abandoned run was retried once");
+}
+
+/// The run registry reaches runs of removed jobs: shutdown cancels them
+/// after the grace period instead of waiting out their own timeout (5
+/// minutes by default).
+#[test]
+fn sigterm_cancels_a_run_whose_job_was_removed_while_it_ran() {
+    let sandbox = Sandbox::new();
+    std::fs::write(sandbox.jobs().join("orphan.wat"), sleeper(3600)).unwrap();
+    sandbox.declare("orphan", "schedule = \"@every 1s\"");
+    let host = Host::start(&sandbox, &["--grace", "1s"]);
+    wait_for("a running run", Duration::from_secs(20), || {
+        all_runs(&sandbox).iter().any(|r| r.status == RunStatus::Running)
+    });
+    std::fs::remove_file(sandbox.jobs().join("orphan.toml")).unwrap();
+    std::fs::remove_file(sandbox.jobs().join("orphan.wat")).unwrap();
+    wait_for("the job to be removed", Duration::from_secs(10), || {
+        std::fs::read_to_string(&host.log).unwrap().contains("job removed")
+    });
+    let stopping = Instant::now();
+    host.signal(libc::SIGTERM);
+    let (code, log) = host.wait(Duration::from_secs(20));
+    assert_eq!(code, Some(0), "{log}");
+    assert!(stopping.elapsed() < Duration::from_secs(15), "stopped after {:?}:\n{log}", stopping.elapsed());
+    let runs = all_runs(&sandbox);
+    assert!(runs.iter().all(|r| r.status == RunStatus::Cancelled), "{runs:?}");
+}
+
+/// A tmpfs of `size` mounted over `dir` for the life of the value.
+struct SmallFilesystem(std::path::PathBuf);
+
+impl SmallFilesystem {
+    fn mount(dir: &std::path::Path, size: &str) -> SmallFilesystem {
+        std::fs::create_dir_all(dir).unwrap();
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .status()
+            .unwrap();
+        assert!(status.success(), "mounting a {size} tmpfs on {} needs root (CI runs as root)", dir.display());
+        SmallFilesystem(dir.to_owned())
+    }
+}
+
+impl Drop for SmallFilesystem {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// The state folder on a real 3 MB filesystem, a job that writes 1 MB of
+/// output a second: the disk fills within seconds. The host stays up,
+/// records every run with its real outcome (dropping output it has no
+/// room for, and saying so), recovers once there is room again, and
+/// leaves nothing `running` for the next start to call abandoned.
+#[test]
+fn a_full_filesystem_never_stops_the_host_nor_turns_a_finished_run_into_an_abandoned_one() {
+    let sandbox = Sandbox::new();
+    let _small = SmallFilesystem::mount(&sandbox.state(), "3m");
+    let filler = sandbox.state().join("filler");
+    std::fs::write(&filler, vec![0u8; 1_500_000]).unwrap();
+    std::fs::write(sandbox.jobs().join("big.wat"), crate::support::MEBIBYTE_OUT).unwrap();
+    sandbox.declare("big", "schedule = \"@every 1s\"\n[limits]\noutput = \"2MiB\"");
+    let host = Host::start(&sandbox, &[]);
+    wait_for("the store to fail", Duration::from_secs(30), || {
+        std::fs::read_to_string(&host.log).unwrap().contains("the store is failing")
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    let mut host = host;
+    assert!(host.alive(), "{}", std::fs::read_to_string(&host.log).unwrap());
+    std::fs::remove_file(&filler).unwrap();
+    wait_for("a full-sized outcome after the room came back", Duration::from_secs(30), || {
+        let runs = all_runs(&sandbox);
+        let dropped = runs.iter().position(|r| r.output_dropped > 0);
+        dropped.is_some_and(|first| runs[first..].iter().any(|r| r.stdout.len() == 1 << 20))
+    });
+    let log = host.stop();
+    assert_eq!(log.matches("the store is failing").count(), log.matches("the store takes writes again").count().max(1));
+    let runs = all_runs(&sandbox);
+    let dropped: Vec<&RunRecord> = runs.iter().filter(|r| r.output_dropped > 0).collect();
+    assert!(!dropped.is_empty(), "the disk filled up, and some output had no room: {log}");
+    for run in &dropped {
+        assert!(run.error.as_deref().unwrap_or("").contains("captured output (1048576 bytes) dropped"), "{run:?}");
+    }
+    let real = |s: RunStatus| matches!(s, RunStatus::Succeeded | RunStatus::Missed | RunStatus::Skipped);
+    assert!(runs.iter().all(|r| real(r.status)), "{:?}", runs.iter().map(|r| r.status).collect::<Vec<_>>());
+    // The next start finds nothing the dead host left running.
+    let restarted = Host::start(&sandbox, &[]);
+    std::thread::sleep(Duration::from_secs(2));
+    restarted.stop();
+    assert!(all_runs(&sandbox).iter().all(|r| r.status != RunStatus::Abandoned));
 }

@@ -8,65 +8,83 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use wasmcron::clock::Clock;
+use wasmcron::events::Observer;
 use wasmcron::record::{RunRecord, RunStatus, Trigger};
 use wasmcron::registry::Registry;
 use wasmcron::runtime::Runtime;
-use wasmcron::scheduler::{Scheduler, SchedulerConfig};
+use wasmcron::scheduler::{Handle, Scheduler, SchedulerConfig};
 use wasmcron::store::{NewRun, RunQuery, Store, StoreUrl};
 
 use crate::support::{Sandbox, sleeper};
 
-fn at(text: &str) -> DateTime<Utc> {
+pub(crate) fn at(text: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(text).unwrap().with_timezone(&Utc)
 }
 
 /// Midnight: `@every 60s` fires at 00:01:00, 00:02:00, …
-const ORIGIN: &str = "2026-11-24T00:00:00Z";
+pub(crate) const ORIGIN: &str = "2026-11-24T00:00:00Z";
 
-const FAIL: &str = r#"(module
+pub(crate) const FAIL: &str = r#"(module
   (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
   (memory (export "memory") 1)
   (func (export "_start") (call $exit (i32.const 3))))"#;
 
-struct World {
-    sandbox: Sandbox,
-    config: SchedulerConfig,
+/// A host in virtual time: its jobs folder and state, run on demand.
+pub(crate) struct World {
+    pub sandbox: Sandbox,
+    pub config: SchedulerConfig,
 }
 
 impl World {
-    fn new() -> Self {
+    pub fn new() -> Self {
         World {
             sandbox: Sandbox::new(),
             config: SchedulerConfig { grace: Duration::from_secs(15), ..Default::default() },
         }
     }
 
-    fn job(&self, name: &str, wat: &str, toml: &str) -> &Self {
+    pub fn job(&self, name: &str, wat: &str, toml: &str) -> &Self {
         std::fs::write(self.sandbox.jobs().join(format!("{name}.wat")), wat).unwrap();
         self.sandbox.declare(name, toml);
         self
     }
 
     /// The store, opened as the host opens it (on the test's runtime).
-    async fn store(&self) -> Arc<dyn Store> {
+    pub async fn store(&self) -> Arc<dyn Store> {
         StoreUrl::resolve(None, &self.sandbox.state()).unwrap().open().await.unwrap()
     }
 
     /// Runs the host from `origin` for `how_long` of virtual time, then shuts it down.
-    async fn run(&self, origin: &str, how_long: Duration) {
+    pub async fn run(&self, origin: &str, how_long: Duration) {
+        self.drive(origin, how_long, self.store().await, Vec::new(), async |_| {}).await;
+    }
+
+    /// Runs the host on `store` from `origin` for `how_long` of virtual
+    /// time, with `observers`, while `driver` uses its handle; returns
+    /// what `driver` returned once the host has shut down.
+    pub async fn drive<T>(
+        &self,
+        origin: &str,
+        how_long: Duration,
+        store: Arc<dyn Store>,
+        observers: Vec<Arc<dyn Observer>>,
+        driver: impl AsyncFnOnce(Handle) -> T,
+    ) -> T {
         let runtime = Arc::new(Runtime::new().unwrap());
         let registry = Registry::load(&runtime, &self.sandbox.jobs(), None).unwrap();
-        assert!(registry.errors.is_empty(), "{:?}", registry.errors);
+        assert!(registry.errors.is_empty(), "{:?}", registry.errors.first().map(|e| e.to_string()));
         // The store's work runs on the blocking pool, which holds the
         // paused clock still meanwhile: the store takes no virtual time.
-        let store = self.store().await;
         let clock = Clock::starting_at(at(origin));
-        let (scheduler, _handle) = Scheduler::new(runtime, store, clock, self.config.clone(), registry.jobs);
-        scheduler.run(tokio::time::sleep(how_long)).await.unwrap();
+        let (scheduler, handle) = Scheduler::new(runtime, store, clock, self.config.clone(), registry.jobs);
+        let scheduler = scheduler.with_observers(observers);
+        let (ran, driven) = tokio::join!(scheduler.run(tokio::time::sleep(how_long)), driver(handle));
+        ran.unwrap();
+        driven
     }
 
     /// All runs of `job`, oldest first.
-    async fn runs(&self, job: &str) -> Vec<RunRecord> {
+    pub async fn runs(&self, job: &str) -> Vec<RunRecord> {
         let query = RunQuery { job: Some(job.into()), limit: 10_000, ..RunQuery::default() };
         let mut runs = self.store().await.runs(query).await.unwrap();
         runs.reverse();

@@ -226,3 +226,31 @@ pub fn wait_for(what: &str, within: std::time::Duration, mut ready: impl FnMut()
         std::thread::sleep(std::time::Duration::from_millis(25));
     }
 }
+
+/// A guest that copies its stdin (a trigger's payload) to stdout.
+pub const ECHO: &str = r#"(module
+  (import "wasi_snapshot_preview1" "fd_read" (func $read (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 2)
+  (func (export "_start")
+    (loop $more
+      (i32.store (i32.const 0) (i32.const 1024))
+      (i32.store (i32.const 4) (i32.const 65536))
+      (drop (call $read (i32.const 0) (i32.const 0) (i32.const 1) (i32.const 8)))
+      (if (i32.gt_u (i32.load (i32.const 8)) (i32.const 0))
+        (then
+          (i32.store (i32.const 16) (i32.const 1024))
+          (i32.store (i32.const 20) (i32.load (i32.const 8)))
+          (drop (call $write (i32.const 1) (i32.const 16) (i32.const 1) (i32.const 24)))
+          (br $more))))))"#;
+
+/// A guest that writes 1 MiB of `x` to stdout (declare `limits.output`
+/// above 1 MiB to keep it all).
+pub const MEBIBYTE_OUT: &str = r#"(module
+  (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 18)
+  (func (export "_start")
+    (memory.fill (i32.const 65536) (i32.const 120) (i32.const 1048576))
+    (i32.store (i32.const 0) (i32.const 65536))
+    (i32.store (i32.const 4) (i32.const 1048576))
+    (drop (call $write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))"#;
