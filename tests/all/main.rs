@@ -5,10 +5,13 @@
 
 mod abi;
 mod cli;
+mod commands;
 mod daemon;
 mod declarations;
 mod examples;
+mod faults;
 mod hostile;
+mod layers;
 mod reload;
 mod scaffold;
 mod scheduler;
