@@ -3,7 +3,7 @@
 //! reload, the job host and the CLI never hold a connection or write SQL.
 //!
 //! Backends: [`sqlite`], the embedded default (one file, WAL mode, its SQL
-//! and `rusqlite` nowhere else). A store is opened from a URL
+//! and its SQLite driver nowhere else). A store is opened from a URL
 //! ([`StoreUrl`]). A run is written before its guest starts (`pending`,
 //! then `running`), so a host that dies leaves rows the next start can
 //! find.
