@@ -208,3 +208,22 @@ async fn observers_see_each_stage_of_a_fire_in_order() {
     assert!(events.iter().all(|e| e.scheduled_for == at("2026-11-24T00:01:00Z") && e.trigger == Trigger::Schedule));
     assert_eq!(events[3].at, at("2026-11-24T00:01:01Z"), "ended after its one-second sleep");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_draining_host_refuses_commands_at_once() {
+    let world = World::new();
+    world.job("long", &sleeper(3600), "");
+    let store = world.store().await;
+    world
+        .drive(ORIGIN, Duration::from_secs(10), store, Vec::new(), async |handle| {
+            handle.trigger(request("long", b"")).await.unwrap();
+            tokio::time::sleep(Duration::from_secs(12)).await; // shut down at 10 s; 15 s of grace
+            let refused = handle.trigger(request("long", b"")).await.unwrap_err();
+            assert_eq!(refused, CommandError::ShuttingDown);
+            let asked = tokio::time::Instant::now();
+            assert_eq!(handle.cancel(1).await.unwrap_err(), CommandError::ShuttingDown);
+            assert_eq!(asked.elapsed(), Duration::ZERO, "answered without waiting out the grace");
+        })
+        .await;
+    assert_eq!(world.runs("long").await.len(), 1, "nothing accepted while draining");
+}

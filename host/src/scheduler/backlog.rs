@@ -197,6 +197,9 @@ impl Scheduler {
             self.backlog.owed_catch_up.clear();
         }
         for run in std::mem::take(&mut self.backlog.unstarted) {
+            if run.trigger == crate::record::Trigger::Manual {
+                self.triggered_waiting += 1; // it left the count when first dispatched
+            }
             self.ready_or_timed(run, now);
         }
         Ok(())

@@ -79,6 +79,20 @@ pub(super) enum Command {
     },
 }
 
+impl Command {
+    /// Answers the command with `ShuttingDown`: what a draining scheduler does.
+    pub(super) fn refuse(self) {
+        fn no<T>(reply: Reply<T>) {
+            let _ = reply.send(Err(CommandError::ShuttingDown));
+        }
+        match self {
+            Command::Trigger(_, reply) => no(reply),
+            Command::Cancel(_, reply) | Command::Pause { reply, .. } => no(reply),
+            Command::Retry(_, reply) | Command::Enqueue { reply, .. } => no(reply),
+        }
+    }
+}
+
 impl Handle {
     async fn ask<T>(&self, command: impl FnOnce(Reply<T>) -> Command) -> Result<T, CommandError> {
         let (reply, answer) = oneshot::channel();

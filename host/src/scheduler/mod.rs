@@ -462,9 +462,12 @@ impl Scheduler {
         }
         let grace = tokio::time::sleep(self.config.grace);
         tokio::pin!(grace);
+        // Commands meanwhile are refused: a guest enqueueing a run must not
+        // wait out the grace period for an answer.
         while !self.in_flight.is_empty() {
             tokio::select! {
                 Some(done) = self.completions.recv() => self.on_completion(done).await,
+                Some(command) = self.commands.recv() => command.refuse(),
                 () = &mut grace => break,
             }
         }
@@ -472,8 +475,10 @@ impl Scheduler {
             tracing::warn!(running = self.in_flight.len(), "grace period over: cancelling running guests");
             self.in_flight.values().for_each(|run| run.control.cancel());
             while !self.in_flight.is_empty() {
-                let Some(done) = self.completions.recv().await else { break };
-                self.on_completion(done).await;
+                tokio::select! {
+                    Some(done) = self.completions.recv() => self.on_completion(done).await,
+                    Some(command) = self.commands.recv() => command.refuse(),
+                }
             }
         }
         self.retry_store().await;
