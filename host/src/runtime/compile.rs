@@ -5,7 +5,7 @@
 
 use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
-use wasmtime::{InstancePre, Module};
+use wasmtime::{Engine, InstancePre, Module};
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::bindings::CommandPre;
 
@@ -38,6 +38,15 @@ impl CompiledJob {
             GuestKind::Command(_) => "WASI command module",
             GuestKind::Component(_) => "WASI command component",
             GuestKind::Job(_) => "wasmcron job component",
+        }
+    }
+
+    /// The engine it was compiled on.
+    pub(crate) fn engine(&self) -> &Engine {
+        match &self.kind {
+            GuestKind::Command(pre) => pre.module().engine(),
+            GuestKind::Component(pre) => pre.engine(),
+            GuestKind::Job(pre) => pre.engine(),
         }
     }
 }

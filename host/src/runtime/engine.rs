@@ -1,23 +1,16 @@
-//! The shared wasmtime engines and the epoch ticker.
+//! The shared wasmtime engines.
 //!
 //! Fuel metering changes the generated code, so a metered job and an
 //! unmetered one cannot share an engine: there are two, identical but for
 //! `consume_fuel`, and a job is compiled on the one it needs — unmetered
 //! jobs never pay for fuel checks. Both use the pooling allocator (instances
 //! and memories reused from pre-reserved slots, copy-on-write memory images)
-//! and epoch interruption, driven by one ticker thread for the process.
-
-use std::thread;
-use std::time::Duration;
+//! and epoch interruption, driven by the `ticker` while a guest runs.
 
 use anyhow::{Context, Result};
-use wasmtime::{Config, Enabled, Engine, EngineWeak, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use crate::config::MAX_MEMORY;
-
-/// How often the epoch advances. A spinning guest is checked at every tick,
-/// so cancellation and timeouts land within two ticks.
-pub const EPOCH_TICK: Duration = Duration::from_millis(5);
 
 /// Slots in each engine's pool: the most guest instances that can be alive
 /// at once per engine. Each memory slot reserves address space, not RAM.
@@ -53,26 +46,4 @@ pub(crate) fn build_engine(metered: bool) -> Result<Engine> {
         .memory_init_cow(true)
         .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     Engine::new(&config).map_err(anyhow::Error::from).context("creating the wasmtime engine")
-}
-
-/// Starts the process's one ticker thread for `engines`. It holds weak
-/// references and ends when every engine is gone.
-pub(crate) fn start_ticker(engines: &[&Engine]) {
-    let weak: Vec<EngineWeak> = engines.iter().map(|e| e.weak()).collect();
-    thread::Builder::new()
-        .name("wasmcron-epoch".into())
-        .spawn(move || {
-            loop {
-                thread::sleep(EPOCH_TICK);
-                let mut alive = false;
-                for engine in weak.iter().filter_map(EngineWeak::upgrade) {
-                    engine.increment_epoch();
-                    alive = true;
-                }
-                if !alive {
-                    return;
-                }
-            }
-        })
-        .expect("spawning the epoch ticker thread");
 }

@@ -20,6 +20,7 @@ mod outcome;
 mod output;
 mod run;
 mod state;
+mod ticker;
 mod world;
 
 use anyhow::Result;
@@ -31,12 +32,14 @@ use wasmtime_wasi::p1::WasiP1Ctx;
 pub use cache::{CompileCache, Provenance};
 pub use compile::{CompileError, CompiledJob, hex};
 pub use control::{RunControl, StopReason};
-pub use engine::{EPOCH_TICK, tuned_pool};
+pub use engine::tuned_pool;
 pub use outcome::RunOutcome;
 pub use run::{RunContext, RunReport};
+pub use ticker::EPOCH_TICK;
 pub use world::{HostFuture, JobHost, MAX_KEY, MAX_VALUE};
 
 use state::{GuestState, WasiP2};
+use ticker::Ticker;
 
 /// An engine with its linkers for modules (WASI p1) and components (WASI p2).
 pub(crate) struct EngineSet {
@@ -67,13 +70,15 @@ impl EngineSet {
 pub struct Runtime {
     unmetered: EngineSet,
     metered: EngineSet,
+    /// Advances both engines' epochs while a guest runs.
+    ticker: Ticker,
 }
 
 impl Runtime {
     pub fn new() -> Result<Self> {
-        let runtime = Runtime { unmetered: EngineSet::new(false)?, metered: EngineSet::new(true)? };
-        engine::start_ticker(&[&runtime.unmetered.engine, &runtime.metered.engine]);
-        Ok(runtime)
+        let (unmetered, metered) = (EngineSet::new(false)?, EngineSet::new(true)?);
+        let ticker = Ticker::start(&[&unmetered.engine, &metered.engine]);
+        Ok(Runtime { unmetered, metered, ticker })
     }
 
     fn engines(&self, metered: bool) -> &EngineSet {

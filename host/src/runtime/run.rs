@@ -11,7 +11,7 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use wasmtime::{Store, UpdateDeadline};
+use wasmtime::{Engine, Store, UpdateDeadline};
 use wasmtime_wasi::p2::pipe::MemoryInputPipe;
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
@@ -66,8 +66,9 @@ pub struct RunReport {
 }
 
 impl Runtime {
-    /// Runs `compiled` once as `job` describes, until it ends or `control`
-    /// stops it. Never panics on guest behaviour; every end is a `RunOutcome`.
+    /// Runs `compiled` (compiled by this runtime) once as `job` describes,
+    /// until it ends or `control` stops it. Never panics on guest
+    /// behaviour; every end is a `RunOutcome`.
     pub async fn run(
         &self,
         compiled: &CompiledJob,
@@ -75,6 +76,11 @@ impl Runtime {
         context: &RunContext,
         control: &RunControl,
     ) -> RunReport {
+        // Only this runtime's ticker advances its engines' epochs: a job
+        // compiled by another runtime could spin here unchecked.
+        debug_assert!(Engine::same(compiled.engine(), &self.engines(compiled.metered).engine));
+        // Keeps the epochs ticking until the run ends, or its future is dropped.
+        let _ticking = self.ticker.running();
         let (out_echo, err_echo) = if context.echo { (Echo::Stdout, Echo::Stderr) } else { (Echo::None, Echo::None) };
         let (stdout, stderr) = output::pipes(job.limits.output, out_echo, err_echo);
         let (outcome, fuel_used) = match wasi_builder(job, context, &stdout, &stderr) {
