@@ -1,6 +1,8 @@
 //! Sections that run the whole host path: the scheduler actor, the store
-//! thread committing to a real SQLite file, and the sandbox.
+//! committing to a real SQLite file (its actor, on tokio's blocking pool),
+//! and the sandbox.
 
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -8,76 +10,88 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, ensure};
 use chrono::Utc;
 use sha2::{Digest, Sha256};
+use wasmcron::clock::Clock;
+use wasmcron::events::Observer;
+use wasmcron::record::{RunStatus, Trigger};
+use wasmcron::registry::Registry;
+use wasmcron::runtime::{CompileCache, Runtime};
+use wasmcron::scheduler::{ReloadConfig, Scheduler, SchedulerConfig};
+use wasmcron::store::{Load, NewRun, RunQuery, Store, StoreUrl};
 
-use super::report::{Figure, cpu_time, ms, percentile, spread, this_thread_cpu, threads_cpu, us};
-use super::{Sizes, TRIVIAL_WAT};
-use crate::clock::Clock;
-use crate::record::{RunStatus, Trigger};
-use crate::registry::Registry;
-use crate::runtime::{CompileCache, Runtime, hex};
-use crate::scheduler::{FireProbe, ReloadConfig, Scheduler, SchedulerConfig};
-use crate::store::{NewRun, RunFilter, Store, StoreHandle};
+use crate::observe::{Ended, Lateness};
+use crate::report::{Figure, cpu_time, ms, percentile, spread, this_thread_cpu, threads_cpu, us};
+use crate::suite::{Sizes, TRIVIAL_WAT};
+
+/// A host's tokio runtime and its store, open before the host runs so that
+/// a section can fill the store first, and read it after.
+struct Bench {
+    // Declared before `tokio`, so dropped first: the store's actor ends
+    // with the runtime still there to run it.
+    store: Arc<dyn Store>,
+    tokio: tokio::runtime::Runtime,
+    /// The threads alive once the runtime was built: this one, the epoch
+    /// ticker and tokio's workers. tokio names its workers and its blocking
+    /// pool's threads alike; its workers are the threads it starts with.
+    at_start: BTreeSet<u32>,
+}
+
+/// The thread name tokio gives its workers and its blocking pool alike
+/// (`/proc` shows at most 15 bytes of a name).
+const TOKIO_THREAD: &str = "tokio-rt-worker";
+
+/// Opens the default store (`sqlite:STATE/wasmcron.db`) on a runtime of its own.
+fn open(state: &Path) -> anyhow::Result<Bench> {
+    let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let at_start = threads_cpu().into_iter().map(|thread| thread.tid).collect();
+    let store = tokio.block_on(StoreUrl::resolve(None, state)?.open())?;
+    Ok(Bench { store, tokio, at_start })
+}
 
 /// What a benchmark host took: wall time, and CPU time by thread.
 struct Hosted {
     took: Duration,
-    /// The store thread (SQLite).
-    store_cpu: Duration,
-    /// tokio's workers: run tasks, the sandbox, channels.
-    workers_cpu: Duration,
-    /// The calling thread: the scheduler actor (and the `done` checks).
+    /// The calling thread: the scheduler actor (and the shutdown future).
     actor_cpu: Duration,
+    /// tokio's workers: run tasks, the sandbox, channels, the store's actor task.
+    workers_cpu: Duration,
+    /// tokio's blocking pool: the store's commits (SQLite), nothing else
+    /// in these sections.
+    blocking_cpu: Duration,
 }
 
-/// Runs a host on `jobs` until `done` says stop, checking every 2 ms.
+/// Runs a host on `jobs`, with `observers` on its run events, until
+/// `shutdown` resolves; then it drains as `wasmcron run` does.
 fn host(
     runtime: &Arc<Runtime>,
+    bench: &Bench,
     jobs: &Path,
-    state: &Path,
     config: SchedulerConfig,
-    probe: Option<Arc<FireProbe>>,
-    done: impl Fn() -> bool + Send + 'static,
+    observers: Vec<Arc<dyn Observer>>,
+    shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<Hosted> {
-    let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let registry = Registry::load(runtime, jobs, None)?;
     ensure!(registry.errors.is_empty(), "bench jobs failed to load: {}", registry.errors[0]);
-    let (store, thread) = StoreHandle::spawn(Store::open(state)?);
-    let mut scheduler = Scheduler::new(runtime.clone(), store, Clock::System, config, registry.jobs);
-    if let Some(probe) = probe {
-        scheduler = scheduler.with_probe(probe);
-    }
+    let (scheduler, _handle) =
+        Scheduler::new(runtime.clone(), bench.store.clone(), Clock::System, config, registry.jobs);
+    let before = threads_cpu();
     let (started, actor_started) = (Instant::now(), this_thread_cpu());
-    tokio.block_on(scheduler.run(async move {
-        while !done() {
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-    }))?;
+    bench.tokio.block_on(scheduler.with_observers(observers).run(shutdown))?;
     let took = started.elapsed();
-    // The store thread and the workers were started above: all their CPU
-    // time is this host's. Read it before they end.
-    let threads = threads_cpu();
-    let sum = |name: &str| threads.iter().filter(|(n, _)| n == name).map(|(_, cpu)| *cpu).sum();
-    let hosted = Hosted {
-        took,
-        store_cpu: sum("wasmcron-store"),
-        workers_cpu: sum("tokio-rt-worker"),
-        actor_cpu: this_thread_cpu().saturating_sub(actor_started),
-    };
-    drop(tokio);
-    thread.join().map_err(|_| anyhow::anyhow!("the store thread panicked"))?;
-    Ok(hosted)
-}
-
-/// Whether `state`'s database still has runs to do; a cheap indexed probe.
-fn runs_left(conn: &rusqlite::Connection) -> bool {
-    conn.prepare_cached("SELECT EXISTS (SELECT 1 FROM runs WHERE status IN ('pending', 'running'))")
-        .and_then(|mut probe| probe.query_row([], |row| row.get(0)))
-        .unwrap_or(true)
+    let actor_cpu = this_thread_cpu().saturating_sub(actor_started);
+    // Each tokio thread's CPU time while the host ran (the store was filled
+    // on the same threads beforehand); read before the threads end.
+    let (mut workers_cpu, mut blocking_cpu) = (Duration::ZERO, Duration::ZERO);
+    for thread in threads_cpu().into_iter().filter(|thread| thread.name == TOKIO_THREAD) {
+        let earlier = before.iter().find(|t| t.tid == thread.tid).map_or(Duration::ZERO, |t| t.cpu);
+        let used = thread.cpu.saturating_sub(earlier);
+        if bench.at_start.contains(&thread.tid) { workers_cpu += used } else { blocking_cpu += used }
+    }
+    Ok(Hosted { took, actor_cpu, workers_cpu, blocking_cpu })
 }
 
 /// (a) Trivial runs queued as pending rows, then run and recorded by the
 /// host, at each concurrency cap.
-pub(super) fn throughput(runtime: &Arc<Runtime>, sizes: &Sizes) -> anyhow::Result<Vec<Figure>> {
+pub(crate) fn throughput(runtime: &Arc<Runtime>, sizes: &Sizes) -> anyhow::Result<Vec<Figure>> {
     let runs = sizes.throughput_runs;
     let mut figures = Vec::new();
     struct Best {
@@ -92,27 +106,21 @@ pub(super) fn throughput(runtime: &Arc<Runtime>, sizes: &Sizes) -> anyhow::Resul
         let (jobs, state) = (dir.path().join("jobs"), dir.path().join("state"));
         std::fs::create_dir(&jobs)?;
         std::fs::write(jobs.join("trivial.wat"), TRIVIAL_WAT)?;
-        let store = Store::open(&state)?;
-        let now = Utc::now();
-        store.transaction(|s| {
-            for _ in 0..runs {
-                s.insert_run(&NewRun::new("trivial", RunStatus::Pending, Trigger::Manual, now))?;
-            }
-            Ok(())
-        })?;
-        drop(store);
-        let watcher = std::sync::Mutex::new(rusqlite::Connection::open(state.join(crate::store::DATABASE_FILE))?);
+        let bench = open(&state)?;
+        let queue = vec![NewRun::pending("trivial", Trigger::Manual, Utc::now()); runs];
+        let queued = bench.tokio.block_on(bench.store.insert_runs(queue))?;
+        ensure!(queued.len() == runs, "queued {} of {runs} trivial runs", queued.len());
+        // The host recovers the pending rows at start and runs them all;
+        // it is told to stop once the last of them has ended.
+        let ended = Arc::new(Ended::expecting(runs));
         let cpu = cpu_time();
         let config = SchedulerConfig { max_running, ..Default::default() };
-        let done = move || !runs_left(&watcher.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
-        let hosted = host(runtime, &jobs, &state, config, None, done)?;
+        let until_ended = ended.clone();
+        let hosted = host(runtime, &bench, &jobs, config, vec![ended], async move { until_ended.all().await })?;
         let (took, cpu) = (hosted.took, cpu_time() - cpu);
-        let succeeded = Store::open(&state)?.runs(&RunFilter {
-            status: Some(RunStatus::Succeeded),
-            limit: u32::MAX,
-            ..Default::default()
-        })?;
-        ensure!(succeeded.len() == runs, "{} of {runs} trivial runs succeeded", succeeded.len());
+        let query = RunQuery { status: Some(RunStatus::Succeeded), limit: u32::MAX, ..Default::default() };
+        let succeeded = bench.tokio.block_on(bench.store.runs(query))?.len();
+        ensure!(succeeded == runs, "{succeeded} of {runs} trivial runs succeeded");
         let rate = runs as f64 / took.as_secs_f64();
         figures.push(
             Figure::new(
@@ -131,9 +139,10 @@ pub(super) fn throughput(runtime: &Arc<Runtime>, sizes: &Sizes) -> anyhow::Resul
         if rate > best.rate {
             let per_run = |cpu: Duration| us(cpu) / runs as f64;
             let split = format!(
-                "store thread (SQLite) {:.1} µs, async workers (tasks, sandbox) {:.1} µs, scheduler actor {:.1} µs",
-                per_run(hosted.store_cpu),
+                "async workers (tasks, sandbox, the store's actor) {:.1} µs, blocking pool (the store's SQLite \
+                 commits) {:.1} µs, scheduler actor {:.1} µs",
                 per_run(hosted.workers_cpu),
+                per_run(hosted.blocking_cpu),
                 per_run(hosted.actor_cpu)
             );
             best = Best { rate, max_running, cpu_per_run, split };
@@ -151,14 +160,18 @@ pub(super) fn throughput(runtime: &Arc<Runtime>, sizes: &Sizes) -> anyhow::Resul
             best.cpu_per_run,
             "µs",
         )
-        .detail(format!("at max_running {}, the best throughput above; by thread: {}", best.max_running, best.split)),
+        .detail(format!(
+            "at max_running {}, the best throughput above; by thread: {} (the store has no thread of its own: \
+             its commits run on tokio's blocking pool, told from tokio's workers by starting later)",
+            best.max_running, best.split
+        )),
     );
     Ok(figures)
 }
 
 /// (b) Jobs on `@every 1s`, all due on the same whole second, timed at
-/// each stage by the scheduler's probe.
-pub(super) fn lateness(runtime: &Arc<Runtime>, sizes: &Sizes) -> anyhow::Result<Vec<Figure>> {
+/// each stage by a probe on the host's run events.
+pub(crate) fn lateness(runtime: &Arc<Runtime>, sizes: &Sizes) -> anyhow::Result<Vec<Figure>> {
     let (count, seconds) = (sizes.lateness_jobs, sizes.lateness_seconds);
     let dir = tempfile::tempdir()?;
     let (jobs, state) = (dir.path().join("jobs"), dir.path().join("state"));
@@ -170,7 +183,8 @@ pub(super) fn lateness(runtime: &Arc<Runtime>, sizes: &Sizes) -> anyhow::Result<
             "module = \"../trivial.wat\"\nschedule = \"@every 1s\"\noverlap = \"allow\"",
         )?;
     }
-    let probe = Arc::new(FireProbe::default());
+    let bench = open(&state)?;
+    let probe = Arc::new(Lateness::default());
     // Start just after a whole second, so that the host's own start-up
     // (loading the declarations, recovery) is over long before the first
     // fire: this figure is lateness in service. A fire due while the host
@@ -178,9 +192,11 @@ pub(super) fn lateness(runtime: &Arc<Runtime>, sizes: &Sizes) -> anyhow::Result<
     // `startup` section measures.
     let past_second = Duration::from_nanos(u64::from(Utc::now().timestamp_subsec_nanos() % 1_000_000_000));
     std::thread::sleep(Duration::from_secs(1) - past_second);
-    let until = Instant::now() + Duration::from_secs(seconds);
+    let until = tokio::time::Instant::now() + Duration::from_secs(seconds);
     let config = SchedulerConfig { max_running: 256, ..Default::default() };
-    host(runtime, &jobs, &state, config, Some(probe.clone()), move || Instant::now() >= until)?;
+    // A tokio timer is made in its runtime: this one once `host` polls it.
+    let shutdown = async move { tokio::time::sleep_until(until).await };
+    host(runtime, &bench, &jobs, config, vec![probe.clone()], shutdown)?;
     let mut samples = probe.take();
     for stage in [&mut samples.fired, &mut samples.recorded, &mut samples.started] {
         stage.sort();
@@ -201,7 +217,7 @@ pub(super) fn lateness(runtime: &Arc<Runtime>, sizes: &Sizes) -> anyhow::Result<
 /// A module of at least `size` bytes, nearly all code: functions of a few
 /// hundred bytes each (loads, arithmetic, stores in a loop), about the
 /// shape of compiled Rust or C.
-pub(super) fn code_module(size: usize, version: usize) -> anyhow::Result<Vec<u8>> {
+pub(crate) fn code_module(size: usize, version: usize) -> anyhow::Result<Vec<u8>> {
     let build = |functions: usize| {
         let mut text = TRIVIAL_WAT.trim_end().strip_suffix(")").expect("a module in parentheses").to_owned();
         for i in 0..functions {
@@ -232,7 +248,7 @@ pub(super) fn code_module(size: usize, version: usize) -> anyhow::Result<Vec<u8>
 
 /// (d) A 100 KB module replaced (written beside, renamed into place) under
 /// a running host, until the host records the new version in service.
-pub(super) fn reload(runtime: &Arc<Runtime>, sizes: &Sizes) -> anyhow::Result<Vec<Figure>> {
+pub(crate) fn reload(runtime: &Arc<Runtime>, sizes: &Sizes) -> anyhow::Result<Vec<Figure>> {
     let dir = tempfile::tempdir()?;
     let (jobs, state) = (dir.path().join("jobs"), dir.path().join("state"));
     std::fs::create_dir(&jobs)?;
@@ -245,9 +261,8 @@ pub(super) fn reload(runtime: &Arc<Runtime>, sizes: &Sizes) -> anyhow::Result<Ve
     std::fs::write(&module, first)?;
     // The default of `wasmcron run --debounce`.
     let debounce = Duration::from_millis(75);
-    let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let bench = open(&state)?;
     let registry = Registry::load(runtime, &jobs, None)?;
-    let (store, thread) = StoreHandle::spawn(Store::open(&state)?);
     let reload = ReloadConfig {
         jobs_dir: jobs.clone(),
         cache: None,
@@ -255,23 +270,31 @@ pub(super) fn reload(runtime: &Arc<Runtime>, sizes: &Sizes) -> anyhow::Result<Ve
         module_folders: registry.module_folders.clone(),
         reported: Default::default(),
     };
-    let scheduler = Scheduler::new(runtime.clone(), store, Clock::System, SchedulerConfig::default(), registry.jobs)
-        .with_reload(reload);
+    let config = SchedulerConfig::default();
+    let (scheduler, _handle) =
+        Scheduler::new(runtime.clone(), bench.store.clone(), Clock::System, config, registry.jobs);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let host = tokio.spawn(scheduler.run(async move {
-        let _ = stopped.await;
-    }));
+    // On a thread of its own, as `Scheduler::run` asks; this one polls the store.
+    let tokio = bench.tokio.handle().clone();
+    let host = std::thread::spawn(move || {
+        tokio.block_on(scheduler.with_reload(reload).run(async move {
+            let _ = stopped.await;
+        }))
+    });
     std::thread::sleep(Duration::from_millis(300));
-    let reader = Store::open(&state)?;
+    let in_service = || -> anyhow::Result<Option<String>> {
+        let mut states = bench.tokio.block_on(bench.store.job_states())?;
+        Ok(states.remove("big").and_then(|state| state.module_sha256))
+    };
     let mut latencies = Vec::new();
     for version in 1..=sizes.reloads {
         let bytes = code_module(100_000, version)?;
-        let sha = hex(&Sha256::digest(&bytes));
+        let sha = format!("{:x}", Sha256::digest(&bytes));
         let temporary = jobs.join("big.tmp");
         std::fs::write(&temporary, &bytes)?;
         let written = Instant::now();
         std::fs::rename(&temporary, &module)?;
-        while reader.job_state("big")?.module_sha256.as_deref() != Some(sha.as_str()) {
+        while in_service()?.as_deref() != Some(sha.as_str()) {
             ensure!(written.elapsed() < Duration::from_secs(10), "the host did not reload big.wasm within 10 s");
             std::thread::sleep(Duration::from_micros(500));
         }
@@ -279,9 +302,7 @@ pub(super) fn reload(runtime: &Arc<Runtime>, sizes: &Sizes) -> anyhow::Result<Ve
         std::thread::sleep(Duration::from_millis(100));
     }
     let _ = stop.send(());
-    tokio.block_on(host)??;
-    drop(tokio);
-    thread.join().map_err(|_| anyhow::anyhow!("the store thread panicked"))?;
+    host.join().map_err(|_| anyhow::anyhow!("the scheduler's thread panicked"))??;
     latencies.sort();
     Ok(vec![
         Figure::new(
@@ -300,32 +321,35 @@ pub(super) fn reload(runtime: &Arc<Runtime>, sizes: &Sizes) -> anyhow::Result<Ve
 }
 
 /// (e) A host starting with 1,000 declared jobs (distinct modules): load
-/// and compile them, open the store, recover; cold, then with the cache warm.
-pub(super) fn startup(runtime: &Arc<Runtime>, sizes: &Sizes) -> anyhow::Result<Vec<Figure>> {
+/// and compile them, open the store and record what loaded, recover; cold,
+/// then with the cache warm.
+pub(crate) fn startup(runtime: &Arc<Runtime>, sizes: &Sizes) -> anyhow::Result<Vec<Figure>> {
     let count = sizes.startup_jobs;
     let dir = tempfile::tempdir()?;
     let jobs = dir.path().join("jobs");
-    super::declare_distinct_jobs(&jobs, count)?;
+    crate::suite::declare_distinct_jobs(&jobs, count)?;
     let cache = CompileCache::open(&dir.path().join("cache"))?;
     let start = |state: &Path| -> anyhow::Result<(Duration, usize)> {
         let started = Instant::now();
         let registry = Registry::load(runtime, &jobs, Some(&cache))?;
         ensure!(registry.jobs.len() == count, "{} of {count} jobs loaded", registry.jobs.len());
         let compiled = registry.compiled;
-        let store = Store::open(state)?;
-        let now = Utc::now();
-        store.transaction(|s| {
-            registry.jobs.iter().try_for_each(|j| s.set_loaded(&j.spec.name, &j.compiled.sha256, now))
-        })?;
-        let (store, thread) = StoreHandle::spawn(store);
-        let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-        let scheduler =
-            Scheduler::new(runtime.clone(), store, Clock::System, SchedulerConfig::default(), registry.jobs);
-        tokio.block_on(scheduler.run(std::future::ready(())))?;
-        let took = started.elapsed();
-        drop(tokio);
-        thread.join().map_err(|_| anyhow::anyhow!("the store thread panicked"))?;
-        Ok((took, compiled))
+        let bench = open(state)?;
+        let loads = registry
+            .jobs
+            .iter()
+            .map(|job| Load::Loaded {
+                job: job.spec.name.clone(),
+                module_sha256: job.compiled.sha256.clone(),
+                first: false,
+            })
+            .collect();
+        bench.tokio.block_on(bench.store.record_loads(loads, Utc::now()))?;
+        let config = SchedulerConfig::default();
+        let (scheduler, _handle) =
+            Scheduler::new(runtime.clone(), bench.store.clone(), Clock::System, config, registry.jobs);
+        bench.tokio.block_on(scheduler.run(std::future::ready(())))?;
+        Ok((started.elapsed(), compiled))
     };
     let (cold, compiled) = start(&dir.path().join("cold"))?;
     let (warm, recompiled) = start(&dir.path().join("warm"))?;

@@ -10,17 +10,18 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, ensure};
 
-use super::Sizes;
-use super::report::{Figure, ms};
-use crate::config::JobSpec;
-use crate::runtime::{RunContext, RunControl, Runtime};
+use wasmcron::config::JobSpec;
+use wasmcron::runtime::{RunContext, RunControl, Runtime};
 
-#[path = "../../../plugins/hash-kernel/src/sha256.rs"]
+use crate::report::{Figure, ms};
+use crate::suite::Sizes;
+
+#[path = "../../plugins/hash-kernel/src/sha256.rs"]
 mod sha256;
 
 const ROUNDS: usize = 5;
 
-pub(super) fn compare(runtime: &Arc<Runtime>, sizes: &Sizes, module: &Path) -> anyhow::Result<Vec<Figure>> {
+pub(crate) fn compare(runtime: &Arc<Runtime>, sizes: &Sizes, module: &Path) -> anyhow::Result<Vec<Figure>> {
     let bytes = std::fs::read(module).with_context(|| {
         format!("reading the kernel module {}: build it with `plugins/build.sh hash-kernel`", module.display())
     })?;

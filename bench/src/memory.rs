@@ -9,10 +9,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, ensure};
 
-use super::Sizes;
-use super::report::Figure;
-use crate::config::JobSpec;
-use crate::runtime::{RunContext, RunControl, RunOutcome, Runtime};
+use wasmcron::config::JobSpec;
+use wasmcron::runtime::{RunContext, RunControl, RunOutcome, Runtime};
+use wasmcron::store::StoreUrl;
+
+use crate::report::Figure;
+use crate::suite::Sizes;
 
 /// Sleeps an hour in `poll_oneoff`, touching one page of memory.
 const SLEEPER_WAT: &str = r#"(module
@@ -37,10 +39,10 @@ fn rss(pid: &str) -> anyhow::Result<u64> {
 
 /// Starts `wasmcron run` on `jobs`, waits until it has loaded `count` jobs
 /// and settled, and returns its resident memory.
-fn idle_host(program: &Path, dir: &Path, count: usize) -> anyhow::Result<u64> {
+fn idle_host(wasmcron: &Path, dir: &Path, count: usize) -> anyhow::Result<u64> {
     let (jobs, state) = (dir.join(format!("jobs{count}")), dir.join(format!("state{count}")));
-    super::declare_distinct_jobs(&jobs, count)?;
-    let mut child = Command::new(program)
+    crate::suite::declare_distinct_jobs(&jobs, count)?;
+    let mut child = Command::new(wasmcron)
         .args(["run", "--jobs"])
         .arg(&jobs)
         .arg("--state")
@@ -48,21 +50,10 @@ fn idle_host(program: &Path, dir: &Path, count: usize) -> anyhow::Result<u64> {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .with_context(|| format!("starting {}", program.display()))?;
+        .with_context(|| format!("starting {}", wasmcron.display()))?;
     let pid = child.id().to_string();
     let result = (|| {
-        let started = Instant::now();
-        loop {
-            ensure!(started.elapsed() < Duration::from_secs(120), "the host did not load {count} jobs in 120 s");
-            let loaded = rusqlite::Connection::open(state.join(crate::store::DATABASE_FILE)).and_then(|conn| {
-                conn.query_row("SELECT count(*) FROM job_state WHERE module_sha256 IS NOT NULL", [], |r| r.get(0))
-            });
-            if loaded.is_ok_and(|n: i64| n as usize >= count) {
-                break;
-            }
-            ensure!(child.try_wait()?.is_none(), "the host exited while loading its jobs");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_until_loaded(&state, count, || Ok(child.try_wait()?.is_none()))?;
         std::thread::sleep(Duration::from_secs(1));
         rss(&pid)
     })();
@@ -70,6 +61,35 @@ fn idle_host(program: &Path, dir: &Path, count: usize) -> anyhow::Result<u64> {
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     child.wait()?;
     result
+}
+
+/// Waits until the host's store in `state` says `count` jobs are in
+/// service, reading it as `wasmcron jobs` does; `alive` says whether the
+/// host is still running.
+fn wait_until_loaded(
+    state: &Path,
+    count: usize,
+    mut alive: impl FnMut() -> anyhow::Result<bool>,
+) -> anyhow::Result<()> {
+    let url = StoreUrl::resolve(None, state)?;
+    let tokio = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let started = Instant::now();
+    let mut store = None;
+    loop {
+        ensure!(started.elapsed() < Duration::from_secs(120), "the host did not load {count} jobs in 120 s");
+        ensure!(alive()?, "the host exited while loading its jobs");
+        // The host creates the store; opening it first would race its creation.
+        if store.is_none() && url.exists() {
+            store = tokio.block_on(url.open_existing()).ok();
+        }
+        if let Some(store) = &store {
+            let states = tokio.block_on(store.job_states());
+            if states.is_ok_and(|states| states.values().filter(|s| s.module_sha256.is_some()).count() >= count) {
+                return Ok(());
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// Extra resident memory per guest, with `count` guests asleep at once.
@@ -105,10 +125,10 @@ fn per_running_job(runtime: &Arc<Runtime>, count: usize) -> anyhow::Result<f64> 
     Ok(during.saturating_sub(before) as f64 / count as f64)
 }
 
-pub(super) fn measure(runtime: &Arc<Runtime>, sizes: &Sizes, program: &Path) -> anyhow::Result<Vec<Figure>> {
+pub(crate) fn measure(runtime: &Arc<Runtime>, sizes: &Sizes, wasmcron: &Path) -> anyhow::Result<Vec<Figure>> {
     let dir = tempfile::tempdir()?;
-    let empty = idle_host(program, dir.path(), 0)?;
-    let loaded = idle_host(program, dir.path(), sizes.startup_jobs)?;
+    let empty = idle_host(wasmcron, dir.path(), 0)?;
+    let loaded = idle_host(wasmcron, dir.path(), sizes.startup_jobs)?;
     let per_job = per_running_job(runtime, sizes.memory_jobs)?;
     Ok(vec![
         Figure::new("memory.idle_empty", "idle host, no jobs (resident)", empty as f64 / MIB, "MiB"),

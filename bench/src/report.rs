@@ -82,7 +82,7 @@ impl Report {
 
     pub fn to_markdown(&self) -> String {
         let mut text = format!(
-            "wasmcron bench{} — {}, {} cores ({}), {:.0} GiB, {}\n\n| figure | target | measured | met | detail |\n|---|---|---|---|---|\n",
+            "wasmcron-bench{} — {}, {} cores ({}), {:.0} GiB, {}\n\n| figure | target | measured | met | detail |\n|---|---|---|---|---|\n",
             if self.quick { " --quick (sizes too small to mean much)" } else { "" },
             self.date,
             self.machine.cores,
@@ -192,11 +192,34 @@ fn cpu_clock(clock: libc::clockid_t) -> Duration {
     Duration::new(time.tv_sec as u64, time.tv_nsec as u32)
 }
 
-/// CPU time (user plus system) of each thread of this process, by name,
-/// from `/proc/self/task/*/stat`; clock-tick resolution (10 ms, usually).
-pub fn threads_cpu() -> Vec<(String, Duration)> {
+/// One thread of this process and the CPU time it has used so far.
+#[derive(Debug, Clone)]
+pub struct ThreadCpu {
+    pub tid: u32,
+    pub name: String,
+    pub cpu: Duration,
+}
+
+/// CPU time (user plus system) of each thread of this process, from
+/// `/proc/self/task/*`: to the nanosecond from `schedstat` where the kernel
+/// keeps it, else in clock ticks (10 ms, usually) from `stat`.
+pub fn threads_cpu() -> Vec<ThreadCpu> {
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return Vec::new() };
-    tasks.filter_map(|task| stat_cpu(&task.ok()?.path().join("stat"))).collect()
+    tasks
+        .filter_map(|task| {
+            let task = task.ok()?;
+            let tid = task.file_name().to_str()?.parse().ok()?;
+            let (name, ticked) = stat_cpu(&task.path().join("stat"))?;
+            let cpu = schedstat_cpu(&task.path().join("schedstat")).unwrap_or(ticked);
+            Some(ThreadCpu { tid, name, cpu })
+        })
+        .collect()
+}
+
+/// The first field of `schedstat`: nanoseconds spent on a CPU.
+fn schedstat_cpu(path: &std::path::Path) -> Option<Duration> {
+    let schedstat = std::fs::read_to_string(path).ok()?;
+    Some(Duration::from_nanos(schedstat.split_whitespace().next()?.parse().ok()?))
 }
 
 fn stat_cpu(path: &std::path::Path) -> Option<(String, Duration)> {

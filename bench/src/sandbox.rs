@@ -6,14 +6,15 @@ use std::time::{Duration, Instant};
 
 use anyhow::ensure;
 
-use super::Sizes;
-use super::report::{Figure, ms, spread};
-use crate::config::JobSpec;
-use crate::runtime::{EPOCH_TICK, RunContext, RunControl, RunOutcome, Runtime};
+use wasmcron::config::JobSpec;
+use wasmcron::runtime::{EPOCH_TICK, RunContext, RunControl, RunOutcome, Runtime};
+
+use crate::report::{Figure, ms, spread};
+use crate::suite::Sizes;
 
 const SPIN_WAT: &str = r#"(module (memory (export "memory") 1) (func (export "_start") (loop (br 0))))"#;
 
-pub(super) fn cancel(runtime: &Arc<Runtime>, sizes: &Sizes) -> anyhow::Result<Vec<Figure>> {
+pub(crate) fn cancel(runtime: &Arc<Runtime>, sizes: &Sizes) -> anyhow::Result<Vec<Figure>> {
     let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let compiled = runtime.compile(SPIN_WAT.as_bytes(), false)?;
     let mut job = JobSpec::for_bare_module("spin".into(), "spin.wat".into());

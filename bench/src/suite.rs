@@ -1,7 +1,8 @@
-//! `wasmcron bench`: the performance suite. Each section drives the real
-//! host path — scheduler, store thread, SQLite file, sandbox — in this
-//! process (or, for idle memory, a real `wasmcron run` child) and reports
-//! figures beside the targets wasmcron holds itself to.
+//! The suite: which sections there are, how big each is, and the order
+//! they run in. Each section drives the real host path — scheduler, store,
+//! SQLite file, sandbox — in this process (or, for idle memory, a real
+//! `wasmcron run` child) and reports figures beside the targets wasmcron
+//! holds itself to.
 //!
 //! Sections: `throughput` (trivial runs queued, run and recorded durably,
 //! at several concurrency caps), `lateness` (1,000 jobs on `@every 1s`),
@@ -17,27 +18,21 @@
 //! Peers outside this process (the `wasmtime` CLI and a native process per
 //! run) are measured by `cargo xtask bench`, which runs this suite too.
 
-mod daemon;
-mod floor;
-mod kernel;
-mod memory;
-mod report;
-mod sandbox;
-
 use std::path::PathBuf;
 use std::sync::Arc;
 
-pub use report::{Figure, Report, Target};
+use wasmcron::runtime::Runtime;
 
-use crate::runtime::Runtime;
+use crate::report::{Figure, Report};
+use crate::{daemon, floor, kernel, memory, sandbox};
 
 /// A trivial WASI command: writes "ok\n" to stdout and returns. The peers
 /// of `cargo xtask bench` run the same file.
-pub const TRIVIAL_WAT: &str = include_str!("../../../bench/trivial.wat");
+pub const TRIVIAL_WAT: &str = include_str!("../trivial.wat");
 
 /// Declares `count` jobs in `jobs`, each on a distinct trivial module and
 /// due once a year: a host's worth of jobs that compile and then idle.
-fn declare_distinct_jobs(jobs: &std::path::Path, count: usize) -> std::io::Result<()> {
+pub(crate) fn declare_distinct_jobs(jobs: &std::path::Path, count: usize) -> std::io::Result<()> {
     std::fs::create_dir_all(jobs)?;
     for i in 0..count {
         std::fs::write(jobs.join(format!("job{i:04}.wat")), TRIVIAL_WAT.replace("ok\\0a", &format!("{i:04}")))?;
@@ -60,6 +55,11 @@ pub enum Section {
 }
 
 impl Section {
+    /// Its name on the command line and in progress lines.
+    pub fn name(self) -> String {
+        clap::ValueEnum::to_possible_value(&self).map(|v| v.get_name().to_owned()).unwrap_or_default()
+    }
+
     pub const ALL: [Section; 8] = [
         Section::Throughput,
         Section::Lateness,
@@ -81,24 +81,37 @@ pub struct Options {
     pub quick: bool,
     /// The SHA-256 kernel compiled to wasm (`plugins/build.sh hash-kernel`).
     pub kernel: PathBuf,
-    /// This program, for the sections that start a `wasmcron run` child.
-    pub program: PathBuf,
+    /// The `wasmcron` binary, for the section that starts a `wasmcron run` child.
+    pub wasmcron: PathBuf,
     /// Concurrency caps for `throughput`, instead of the defaults.
     pub concurrency: Vec<usize>,
 }
 
+/// What the suite needs and did not find: the program's setup, not a
+/// section, is at fault (exit code 2).
+#[derive(Debug)]
+pub struct Setup(String);
+
+impl std::fmt::Display for Setup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Setup {}
+
 /// Sizes for a full or a quick run.
-struct Sizes {
-    throughput_runs: usize,
-    concurrency: Vec<usize>,
-    lateness_jobs: usize,
-    lateness_seconds: u64,
-    cancels: usize,
-    reloads: usize,
-    startup_jobs: usize,
-    kernel_bytes: usize,
-    memory_jobs: usize,
-    sandbox_runs: usize,
+pub(crate) struct Sizes {
+    pub throughput_runs: usize,
+    pub concurrency: Vec<usize>,
+    pub lateness_jobs: usize,
+    pub lateness_seconds: u64,
+    pub cancels: usize,
+    pub reloads: usize,
+    pub startup_jobs: usize,
+    pub kernel_bytes: usize,
+    pub memory_jobs: usize,
+    pub sandbox_runs: usize,
 }
 
 fn full() -> Sizes {
@@ -138,19 +151,13 @@ pub fn run(options: &Options, mut progress: impl FnMut(Section)) -> anyhow::Resu
         sizes.concurrency = options.concurrency.clone();
     }
     let sizes = &sizes;
-    let runtime = Arc::new(Runtime::new()?);
     let mut report = Report::new(options.quick);
     let mut sections = options.sections.clone();
     sections.sort();
     sections.dedup();
     // Fail before minutes of other sections, not after them.
-    if sections.contains(&Section::Kernel) && !options.kernel.is_file() {
-        anyhow::bail!(
-            "the kernel section needs the SHA-256 kernel built to wasm, and {} is not there: build it with \
-             `plugins/build.sh hash-kernel` in the repository, pass --kernel FILE, or pick other sections with --only",
-            options.kernel.display()
-        );
-    }
+    check_setup(options, &sections)?;
+    let runtime = Arc::new(Runtime::new()?);
     for section in sections {
         progress(section);
         let figures = match section {
@@ -160,7 +167,7 @@ pub fn run(options: &Options, mut progress: impl FnMut(Section)) -> anyhow::Resu
             Section::Reload => daemon::reload(&runtime, sizes)?,
             Section::Startup => daemon::startup(&runtime, sizes)?,
             Section::Kernel => kernel::compare(&runtime, sizes, &options.kernel)?,
-            Section::Memory => memory::measure(&runtime, sizes, &options.program)?,
+            Section::Memory => memory::measure(&runtime, sizes, &options.wasmcron)?,
             Section::Floor => floor::compare(&runtime, sizes)?,
         };
         report.figures.extend(figures);
@@ -180,4 +187,23 @@ pub fn run(options: &Options, mut progress: impl FnMut(Section)) -> anyhow::Resu
         report.figures.push(ratio);
     }
     Ok(report)
+}
+
+/// Whether what the chosen sections need from outside is there.
+fn check_setup(options: &Options, sections: &[Section]) -> Result<(), Setup> {
+    if sections.contains(&Section::Kernel) && !options.kernel.is_file() {
+        return Err(Setup(format!(
+            "the kernel section needs the SHA-256 kernel built to wasm, and {} is not there: build it with \
+             `plugins/build.sh hash-kernel` in the repository, pass --kernel FILE, or pick other sections with --only",
+            options.kernel.display()
+        )));
+    }
+    if sections.contains(&Section::Memory) && !options.wasmcron.is_file() {
+        return Err(Setup(format!(
+            "the memory section starts `wasmcron run`, and {} is not there: build it with \
+             `cargo build --release -p wasmcron`, pass --wasmcron PATH, or pick other sections with --only",
+            options.wasmcron.display()
+        )));
+    }
+    Ok(())
 }

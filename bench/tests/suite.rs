@@ -1,15 +1,14 @@
-//! `wasmcron bench` (the suite) and `cargo xtask bench` (the suite beside
+//! `wasmcron-bench` (the suite) and `cargo xtask bench` (the suite beside
 //! its peers): short runs that check every section reports well-formed
-//! figures. No timing thresholds: speed is judged in BENCHMARKS.md.
+//! figures, and that bad options are explained before any section runs.
+//! No timing thresholds: speed is judged in BENCHMARKS.md.
 
 use std::collections::BTreeSet;
-use std::process::Command;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
 
 use serde_json::Value;
-
-use crate::support::{describe, guests, repo_root, text, wasmcron};
-
-const KERNEL: &str = "plugins/target/wasm32-wasip1/release/hash-kernel.wasm";
 
 const FIGURES: [&str; 21] = [
     "throughput.c1",
@@ -34,6 +33,68 @@ const FIGURES: [&str; 21] = [
     "per_run.record",
     "per_run.end_to_end_ratio",
 ];
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned()
+}
+
+/// `wasmcron-bench`, with no inherited log filter.
+fn bench() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_wasmcron-bench"));
+    command.env_remove("WASMCRON_LOG");
+    command
+}
+
+/// The `wasmcron` binary beside this test's `wasmcron-bench`, for the
+/// memory section. `cargo test --workspace` has built it already; under
+/// `cargo test -p wasmcron-bench` it may be missing or older than the
+/// library this suite was built with, so it is built here (once per test
+/// run; a no-op when it is up to date).
+fn wasmcron() -> &'static Path {
+    static WASMCRON: OnceLock<PathBuf> = OnceLock::new();
+    WASMCRON.get_or_init(|| {
+        let profile_dir = Path::new(env!("CARGO_BIN_EXE_wasmcron-bench")).parent().unwrap();
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut build = Command::new(cargo);
+        build.current_dir(repo_root()).args(["build", "--quiet", "--package", "wasmcron", "--target-dir"]);
+        build.arg(profile_dir.parent().unwrap());
+        if profile_dir.ends_with("release") {
+            build.arg("--release");
+        }
+        let output = build.output().expect("running cargo");
+        assert!(output.status.success(), "building wasmcron failed:\n{}", describe(&output));
+        let wasmcron = profile_dir.join("wasmcron");
+        assert!(wasmcron.is_file(), "cargo built wasmcron, but not at {}", wasmcron.display());
+        wasmcron
+    })
+}
+
+/// The SHA-256 kernel built to wasm, for the kernel section, as `cargo
+/// xtask bench` builds it (once per test run).
+fn kernel() -> &'static Path {
+    static KERNEL: OnceLock<PathBuf> = OnceLock::new();
+    KERNEL.get_or_init(|| {
+        let root = repo_root();
+        let target = Command::new("rustup").args(["target", "add", "wasm32-wasip1"]).output().expect("running rustup");
+        assert!(target.status.success(), "adding the wasm32-wasip1 target failed:\n{}", describe(&target));
+        let output = Command::new("bash")
+            .arg(root.join("plugins/build.sh"))
+            .arg("hash-kernel")
+            .output()
+            .expect("running plugins/build.sh");
+        assert!(output.status.success(), "building the SHA-256 kernel failed:\n{}", describe(&output));
+        root.join("plugins/target/wasm32-wasip1/release/hash-kernel.wasm")
+    })
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Stdout and stderr of a finished command, for assertion messages.
+fn describe(output: &Output) -> String {
+    format!("exit {:?}\nstdout:\n{}\nstderr:\n{}", output.status.code(), text(&output.stdout), text(&output.stderr))
+}
 
 /// Checks a report's shape: every figure named, finite and positive, and
 /// each target's verdict agreeing with its value.
@@ -62,19 +123,24 @@ fn check_report(report: &Value) {
 }
 
 #[test]
-fn bench_quick_reports_every_section() {
-    guests(); // builds the SHA-256 kernel with the other plugins
-    let output =
-        wasmcron().current_dir(repo_root()).args(["bench", "--quick", "--json", "--kernel", KERNEL]).output().unwrap();
+fn quick_suite_reports_every_section() {
+    let output = bench()
+        .current_dir(repo_root())
+        .args(["--quick", "--json", "--kernel"])
+        .arg(kernel())
+        .arg("--wasmcron")
+        .arg(wasmcron())
+        .output()
+        .unwrap();
     assert!(output.status.success(), "{}", describe(&output));
     let report: Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(report["quick"], true);
     check_report(&report);
     // Progress goes to stderr, one line per section.
-    assert_eq!(text(&output.stderr).lines().filter(|l| l.starts_with("wasmcron bench: ")).count(), 8);
+    assert_eq!(text(&output.stderr).lines().filter(|l| l.starts_with("wasmcron-bench: ")).count(), 8);
 
     // For people: a Markdown table with the machine on top.
-    let output = wasmcron().args(["bench", "--quick", "--only", "floor,cancel"]).output().unwrap();
+    let output = bench().args(["--quick", "--only", "floor,cancel"]).output().unwrap();
     assert!(output.status.success(), "{}", describe(&output));
     let table = text(&output.stdout);
     assert!(table.contains("| figure | target | measured | met | detail |"), "{table}");
@@ -83,31 +149,36 @@ fn bench_quick_reports_every_section() {
 }
 
 #[test]
-fn bench_explains_bad_options() {
-    let output = wasmcron().args(["bench", "--only", "speed"]).output().unwrap();
+fn bad_options_are_explained_before_any_section() {
+    let output = bench().args(["--only", "speed"]).output().unwrap();
     assert_eq!(output.status.code(), Some(2), "{}", describe(&output));
     assert!(text(&output.stderr).contains("invalid value 'speed'"), "{}", describe(&output));
     assert!(text(&output.stderr).contains("throughput"), "the valid sections are listed: {}", describe(&output));
 
-    let output = wasmcron().args(["bench", "--quick", "--kernel", "/nowhere/kernel.wasm"]).output().unwrap();
+    let output = bench().args(["--quick", "--kernel", "/nowhere/kernel.wasm"]).output().unwrap();
     assert_eq!(output.status.code(), Some(2), "{}", describe(&output));
     let stderr = text(&output.stderr);
     assert!(stderr.contains("/nowhere/kernel.wasm") && stderr.contains("plugins/build.sh hash-kernel"), "{stderr}");
-    assert!(!stderr.contains("wasmcron bench: throughput"), "a missing kernel fails before any section runs: {stderr}");
+    assert!(!stderr.contains("wasmcron-bench: throughput"), "a missing kernel fails before any section runs: {stderr}");
 
-    let output = wasmcron().args(["bench", "--job", "x", "--quick"]).output().unwrap();
-    assert_eq!(output.status.code(), Some(2), "--quick is for the suite: {}", describe(&output));
+    let output =
+        bench().args(["--quick", "--only", "cancel,memory", "--wasmcron", "/nowhere/wasmcron"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(2), "{}", describe(&output));
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains("/nowhere/wasmcron") && stderr.contains("--wasmcron PATH"), "{stderr}");
+    assert!(!stderr.contains("wasmcron-bench: cancel"), "a missing wasmcron fails before any section runs: {stderr}");
 }
 
 #[test]
 fn xtask_bench_reports_peers_beside_wasmcron() {
-    guests();
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let output = Command::new(cargo)
         .current_dir(repo_root())
         .args(["run", "--quiet", "--package", "xtask", "--", "bench", "--quick", "--no-install", "--runs", "4"])
         .arg("--wasmcron")
-        .arg(env!("CARGO_BIN_EXE_wasmcron"))
+        .arg(wasmcron())
+        .arg("--bench")
+        .arg(env!("CARGO_BIN_EXE_wasmcron-bench"))
         .output()
         .unwrap();
     assert!(output.status.success(), "{}", describe(&output));

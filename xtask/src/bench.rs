@@ -1,7 +1,8 @@
 //! `cargo xtask bench`: the performance suite and its peers, in one run.
 //!
-//! Runs `wasmcron bench --json` (built in release mode), then the
-//! alternatives a user would pick instead, on the same trivial job
+//! Runs the suite, `wasmcron-bench --json` (the `bench/` crate, built in
+//! release mode with the `wasmcron` whose `wasmcron run` its memory section
+//! starts), then the alternatives a user would pick instead, on the same trivial job
 //! (`bench/trivial.wat`, or `bench/trivial.rs` natively), one run after
 //! another and then as many at once as there are cores:
 //!
@@ -10,12 +11,13 @@
 //! - a native process started once per run — what cron does.
 //!
 //! The bare wasmtime instantiate-and-call loop is measured inside
-//! `wasmcron bench` (section `floor`). Each peer is reported beside
+//! `wasmcron-bench` (section `floor`). Each peer is reported beside
 //! wasmcron's throughput as a ratio. The report is also written to
 //! `target/bench/report.json`.
 //!
 //! Options: `--quick` (small sizes, for the test suite), `--wasmcron PATH`
-//! (a built binary instead of building one), `--wasmtime PATH`,
+//! and `--bench PATH` (built `wasmcron` and `wasmcron-bench` binaries
+//! instead of building them), `--wasmtime PATH`,
 //! `--no-install` (skip the wasmtime CLI peer if it is not installed
 //! rather than `cargo install` it into target/peers, ~10 minutes once),
 //! `--runs N` (runs per peer, default 2000).
@@ -35,13 +37,14 @@ const WASMTIME_VERSION: &str = "48.0.8";
 struct Options {
     quick: bool,
     wasmcron: Option<PathBuf>,
+    bench: Option<PathBuf>,
     wasmtime: Option<PathBuf>,
     install: bool,
     runs: usize,
 }
 
 fn options(args: &[String]) -> Result<Options> {
-    let mut options = Options { quick: false, wasmcron: None, wasmtime: None, install: true, runs: 2000 };
+    let mut options = Options { quick: false, wasmcron: None, bench: None, wasmtime: None, install: true, runs: 2000 };
     let mut args = args.iter();
     while let Some(arg) = args.next() {
         let mut value = |name: &str| args.next().with_context(|| format!("{name} needs a value"));
@@ -49,6 +52,7 @@ fn options(args: &[String]) -> Result<Options> {
             "--quick" => options.quick = true,
             "--no-install" => options.install = false,
             "--wasmcron" => options.wasmcron = Some(value("--wasmcron")?.into()),
+            "--bench" => options.bench = Some(value("--bench")?.into()),
             "--wasmtime" => options.wasmtime = Some(value("--wasmtime")?.into()),
             "--runs" => options.runs = value("--runs")?.parse().context("--runs takes a number")?,
             other => bail!("unknown option {other:?}; see the top of xtask/src/bench.rs"),
@@ -67,29 +71,22 @@ pub fn bench(args: &[String]) -> Result<()> {
     let out = root.join("target/bench");
     std::fs::create_dir_all(&out)?;
 
-    let wasmcron = match &options.wasmcron {
-        Some(path) => path.clone(),
-        None => {
-            eprintln!("xtask: building wasmcron (release)");
-            run(cargo().args(["build", "--release", "--package", "wasmcron"]))?;
-            root.join("target/release/wasmcron")
-        }
-    };
+    let (wasmcron, bench) = binaries(&options, &root)?;
     eprintln!("xtask: building the SHA-256 kernel");
     run(Command::new("rustup").args(["target", "add", "wasm32-wasip1"]).stdout(Stdio::null()))?;
     run(Command::new("bash").arg(root.join("plugins/build.sh")).arg("hash-kernel"))?;
     let native = out.join("trivial");
     run(Command::new("rustc").args(["-O", "-o"]).arg(&native).arg(root.join("bench/trivial.rs")))?;
 
-    eprintln!("xtask: running {} bench", wasmcron.display());
-    let mut suite = Command::new(&wasmcron);
-    suite.current_dir(&root).args(["bench", "--json"]).stderr(Stdio::inherit());
+    eprintln!("xtask: running {}", bench.display());
+    let mut suite = Command::new(&bench);
+    suite.current_dir(&root).args(["--json", "--wasmcron"]).arg(&wasmcron).stderr(Stdio::inherit());
     if options.quick {
         suite.arg("--quick");
     }
-    let output = suite.output().with_context(|| format!("running {}", wasmcron.display()))?;
-    ensure!(output.status.success(), "wasmcron bench failed ({})", output.status);
-    let mut report: Value = serde_json::from_slice(&output.stdout).context("reading wasmcron bench --json")?;
+    let output = suite.output().with_context(|| format!("running {}", bench.display()))?;
+    ensure!(output.status.success(), "wasmcron-bench failed ({})", output.status);
+    let mut report: Value = serde_json::from_slice(&output.stdout).context("reading wasmcron-bench --json")?;
 
     let trivial = root.join("bench/trivial.wat");
     let mut peers = Vec::new();
@@ -160,6 +157,20 @@ pub fn bench(args: &[String]) -> Result<()> {
     }
     eprintln!("\nxtask: report written to {}", out.join("report.json").display());
     Ok(())
+}
+
+/// The `wasmcron` and `wasmcron-bench` binaries: as given, or built in
+/// release mode (whichever was not given, in one cargo run).
+fn binaries(options: &Options, root: &Path) -> Result<(PathBuf, PathBuf)> {
+    let binaries = [("wasmcron", &options.wasmcron), ("wasmcron-bench", &options.bench)];
+    let to_build: Vec<&str> = binaries.iter().filter(|(_, given)| given.is_none()).map(|(name, _)| *name).collect();
+    if !to_build.is_empty() {
+        eprintln!("xtask: building {} (release)", to_build.join(" and "));
+        run(cargo().args(["build", "--release"]).args(to_build.iter().flat_map(|name| ["--package", name])))?;
+    }
+    let [wasmcron, bench] =
+        binaries.map(|(name, given)| given.clone().unwrap_or_else(|| root.join("target/release").join(name)));
+    Ok((wasmcron, bench))
 }
 
 /// The suite's own figures as a Markdown table.

@@ -25,7 +25,7 @@ fn main() -> ExitCode {
         "bench" => bench::bench(&args[1..]),
         "help" | "--help" | "-h" => {
             println!(
-                "usage: cargo xtask start | plugins | bench [--quick] [--wasmcron PATH] [--wasmtime PATH] [--no-install] [--runs N]"
+                "usage: cargo xtask start | plugins | bench [--quick] [--wasmcron PATH] [--bench PATH] [--wasmtime PATH] [--no-install] [--runs N]"
             );
             Ok(())
         }

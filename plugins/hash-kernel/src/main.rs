@@ -1,4 +1,4 @@
-//! The CPU-bound kernel of `wasmcron bench`: SHA-256 over generated data,
+//! The CPU-bound kernel of `wasmcron-bench`: SHA-256 over generated data,
 //! `KERNEL_BYTES` long (default 64 MiB); prints the digest. Built by
 //! `plugins/build.sh hash-kernel`; not an example job.
 
