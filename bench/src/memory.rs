@@ -1,7 +1,9 @@
 //! (g) Memory: an idle `wasmcron run` (a real child process) with no jobs
-//! and with 1,000 declared jobs; and the resident memory each concurrently
-//! running job adds, from guests parked in a `poll_oneoff` sleep.
+//! and with 1,000 declared jobs — its resident memory, and how often its
+//! threads wake while nothing is due; and the resident memory each
+//! concurrently running job adds, from guests parked in a `poll_oneoff` sleep.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -37,9 +39,48 @@ fn rss(pid: &str) -> anyhow::Result<u64> {
     Ok(kib * 1024)
 }
 
-/// Starts `wasmcron run` on `jobs`, waits until it has loaded `count` jobs
-/// and settled, and returns its resident memory.
-fn idle_host(wasmcron: &Path, dir: &Path, count: usize) -> anyhow::Result<u64> {
+/// Context switches so far of each thread of process `pid`, by thread id,
+/// voluntary and not: each is a time the thread woke, or was woken, to run.
+fn context_switches(pid: &str) -> anyhow::Result<BTreeMap<String, u64>> {
+    let mut switches = BTreeMap::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
+        let task = task?;
+        // A thread may end between the listing and the read: it has no count to give.
+        let Ok(status) = std::fs::read_to_string(task.path().join("status")) else { continue };
+        let count = status
+            .lines()
+            .filter_map(|line| line.split_once(':'))
+            .filter(|(key, _)| matches!(*key, "voluntary_ctxt_switches" | "nonvoluntary_ctxt_switches"))
+            .map(|(_, count)| count.trim().parse::<u64>())
+            .sum::<Result<u64, _>>()
+            .context("a context-switch count in /proc/PID/task/TID/status is not a number")?;
+        switches.insert(task.file_name().to_string_lossy().into_owned(), count);
+    }
+    Ok(switches)
+}
+
+/// How often process `pid`'s threads wake, per second, over `window`.
+fn wakeups_per_second(pid: &str, window: Duration) -> anyhow::Result<f64> {
+    let (before, started) = (context_switches(pid)?, Instant::now());
+    std::thread::sleep(window);
+    let (after, elapsed) = (context_switches(pid)?, started.elapsed());
+    // A thread started in the window counts from zero; one that ended in it
+    // takes its count along, so the sum can only understate.
+    let woken: u64 =
+        after.iter().map(|(tid, &count)| count.saturating_sub(before.get(tid).copied().unwrap_or(0))).sum();
+    Ok(woken as f64 / elapsed.as_secs_f64())
+}
+
+/// An idle host's resident memory and wake-ups.
+struct Idle {
+    rss: u64,
+    wakeups_per_s: f64,
+}
+
+/// Starts `wasmcron run` on `count` jobs none of which is due, waits until
+/// it has loaded them and settled, then measures it, counting wake-ups over
+/// `quiet`.
+fn idle_host(wasmcron: &Path, dir: &Path, count: usize, quiet: Duration) -> anyhow::Result<Idle> {
     let (jobs, state) = (dir.join(format!("jobs{count}")), dir.join(format!("state{count}")));
     crate::suite::declare_distinct_jobs(&jobs, count)?;
     let mut child = Command::new(wasmcron)
@@ -55,7 +96,7 @@ fn idle_host(wasmcron: &Path, dir: &Path, count: usize) -> anyhow::Result<u64> {
     let result = (|| {
         wait_until_loaded(&state, count, || Ok(child.try_wait()?.is_none()))?;
         std::thread::sleep(Duration::from_secs(1));
-        rss(&pid)
+        Ok(Idle { rss: rss(&pid)?, wakeups_per_s: wakeups_per_second(&pid, quiet)? })
     })();
     // SAFETY: signalling our own child by its pid.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
@@ -127,20 +168,31 @@ fn per_running_job(runtime: &Arc<Runtime>, count: usize) -> anyhow::Result<f64> 
 
 pub(crate) fn measure(runtime: &Arc<Runtime>, sizes: &Sizes, wasmcron: &Path) -> anyhow::Result<Vec<Figure>> {
     let dir = tempfile::tempdir()?;
-    let empty = idle_host(wasmcron, dir.path(), 0)?;
-    let loaded = idle_host(wasmcron, dir.path(), sizes.startup_jobs)?;
+    let empty = idle_host(wasmcron, dir.path(), 0, sizes.idle_quiet)?;
+    let loaded = idle_host(wasmcron, dir.path(), sizes.startup_jobs, sizes.idle_quiet)?;
     let per_job = per_running_job(runtime, sizes.memory_jobs)?;
     Ok(vec![
-        Figure::new("memory.idle_empty", "idle host, no jobs (resident)", empty as f64 / MIB, "MiB"),
+        Figure::new("memory.idle_empty", "idle host, no jobs (resident)", empty.rss as f64 / MIB, "MiB"),
         Figure::new(
             "memory.idle_loaded",
             format!("idle host, {} jobs declared (resident)", sizes.startup_jobs),
-            loaded as f64 / MIB,
+            loaded.rss as f64 / MIB,
             "MiB",
         )
         .detail(format!(
             "{:.1} KiB per declared job",
-            (loaded - empty.min(loaded)) as f64 / 1024.0 / sizes.startup_jobs as f64
+            (loaded.rss - empty.rss.min(loaded.rss)) as f64 / 1024.0 / sizes.startup_jobs as f64
+        )),
+        Figure::new(
+            "memory.idle_wakeups",
+            format!("idle host, {} jobs declared (thread wake-ups)", sizes.startup_jobs),
+            loaded.wakeups_per_s,
+            "wake-ups/s",
+        )
+        .detail(format!(
+            "context switches of all its threads over {} s, none due; {} wake-ups/s with no jobs",
+            sizes.idle_quiet.as_secs(),
+            super::report::number(empty.wakeups_per_s)
         )),
         Figure::new("memory.per_running_job", "resident memory per concurrently running job", per_job / 1024.0, "KiB")
             .detail(format!("{} trivial guests asleep at once, one 64 KiB page each", sizes.memory_jobs)),

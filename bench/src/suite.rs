@@ -10,16 +10,17 @@
 //! `reload` (a 100 KB module replaced under a running host), `startup`
 //! (1,000 declared jobs, cold and warm compile cache), `kernel` (SHA-256
 //! over 64 MiB natively and as wasm, with and without fuel), `memory` (an
-//! idle host, and each concurrently running job), and `floor` (the same
-//! trivial module in a bare wasmtime instantiate-and-call loop: the floor
-//! under wasmcron's per-run cost; and the two row writes that make a run
-//! durable, alone: the floor under its record).
+//! idle host's memory and wake-ups, and each concurrently running job), and
+//! `floor` (the same trivial module in a bare wasmtime instantiate-and-call
+//! loop: the floor under wasmcron's per-run cost; and the two row writes
+//! that make a run durable, alone: the floor under its record).
 //!
 //! Peers outside this process (the `wasmtime` CLI and a native process per
 //! run) are measured by `cargo xtask bench`, which runs this suite too.
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use wasmcron::runtime::Runtime;
 
@@ -111,6 +112,8 @@ pub(crate) struct Sizes {
     pub startup_jobs: usize,
     pub kernel_bytes: usize,
     pub memory_jobs: usize,
+    /// How long an idle host is watched for wake-ups.
+    pub idle_quiet: Duration,
     pub sandbox_runs: usize,
 }
 
@@ -125,6 +128,7 @@ fn full() -> Sizes {
         startup_jobs: 1000,
         kernel_bytes: 64 << 20,
         memory_jobs: 200,
+        idle_quiet: Duration::from_secs(5),
         sandbox_runs: 5000,
     }
 }
@@ -140,6 +144,7 @@ fn quick() -> Sizes {
         startup_jobs: 20,
         kernel_bytes: 1 << 20,
         memory_jobs: 10,
+        idle_quiet: Duration::from_secs(1),
         sandbox_runs: 100,
     }
 }
