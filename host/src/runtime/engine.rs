@@ -24,7 +24,7 @@ const POOL_SLOTS: u32 = 512;
 const KEEP_RESIDENT: usize = 256 << 10;
 
 /// The pooling allocator as wasmcron tunes it (see `KEEP_RESIDENT`).
-pub fn tuned_pool() -> PoolingAllocationConfig {
+fn tuned_pool() -> PoolingAllocationConfig {
     let mut pool = PoolingAllocationConfig::new();
     pool.linear_memory_keep_resident(KEEP_RESIDENT).table_keep_resident(KEEP_RESIDENT).pagemap_scan(Enabled::Auto);
     pool

@@ -30,9 +30,9 @@ use wasmtime::component::Linker as ComponentLinker;
 use wasmtime_wasi::p1::WasiP1Ctx;
 
 pub use cache::{CompileCache, Provenance};
-pub use compile::{CompileError, CompiledJob, hex};
+pub use compile::{CompileError, CompiledJob};
+pub(crate) use compile::hex;
 pub use control::{RunControl, StopReason};
-pub use engine::tuned_pool;
 pub use outcome::RunOutcome;
 pub use run::{RunContext, RunReport};
 pub use ticker::EPOCH_TICK;
