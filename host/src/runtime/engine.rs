@@ -23,7 +23,8 @@ const POOL_SLOTS: u32 = 512;
 /// touched are reset. Costs at most this much RSS per warm slot.
 const KEEP_RESIDENT: usize = 256 << 10;
 
-/// The pooling allocator as wasmcron tunes it (see `KEEP_RESIDENT`).
+/// The pooling allocator as wasmcron tunes it (see `KEEP_RESIDENT`). The
+/// benchmark's bare loop (`bench/src/floor.rs`) mirrors it: change both.
 fn tuned_pool() -> PoolingAllocationConfig {
     let mut pool = PoolingAllocationConfig::new();
     pool.linear_memory_keep_resident(KEEP_RESIDENT).table_keep_resident(KEEP_RESIDENT).pagemap_scan(Enabled::Auto);
