@@ -24,7 +24,8 @@ pub enum Stage {
     Recorded,
     /// Marked running; the guest is about to be instantiated.
     Started,
-    /// The guest's outcome is known.
+    /// The guest's outcome is known. Its record is being written: it is
+    /// durable once the run leaves the jobs view's `in_flight`.
     Ended,
 }
 
