@@ -1,8 +1,6 @@
 //! Sections that run the whole host path: the scheduler actor, the store
-//! committing to a real SQLite file (its actor, on tokio's blocking pool),
-//! and the sandbox.
+//! thread committing to a real SQLite file, and the sandbox.
 
-use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,26 +23,23 @@ use crate::suite::{Sizes, TRIVIAL_WAT};
 /// A host's tokio runtime and its store, open before the host runs so that
 /// a section can fill the store first, and read it after.
 struct Bench {
-    // Declared before `tokio`, so dropped first: the store's actor ends
+    // Declared before `tokio`, so dropped first: the store's thread ends
     // with the runtime still there to run it.
     store: Arc<dyn Store>,
     tokio: tokio::runtime::Runtime,
-    /// The threads alive once the runtime was built: this one, the epoch
-    /// ticker and tokio's workers. tokio names its workers and its blocking
-    /// pool's threads alike; its workers are the threads it starts with.
-    at_start: BTreeSet<u32>,
 }
 
-/// The thread name tokio gives its workers and its blocking pool alike
-/// (`/proc` shows at most 15 bytes of a name).
+/// The thread name tokio gives its workers (`/proc` shows at most 15
+/// bytes of a name).
 const TOKIO_THREAD: &str = "tokio-rt-worker";
+/// The store's thread (SQLite).
+const STORE_THREAD: &str = "wasmcron-store";
 
 /// Opens the default store (`sqlite:STATE/wasmcron.db`) on a runtime of its own.
 fn open(state: &Path) -> anyhow::Result<Bench> {
     let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    let at_start = threads_cpu().into_iter().map(|thread| thread.tid).collect();
     let store = tokio.block_on(StoreUrl::resolve(None, state)?.open())?;
-    Ok(Bench { store, tokio, at_start })
+    Ok(Bench { store, tokio })
 }
 
 /// What a benchmark host took: wall time, and CPU time by thread.
@@ -52,11 +47,10 @@ struct Hosted {
     took: Duration,
     /// The calling thread: the scheduler actor (and the shutdown future).
     actor_cpu: Duration,
-    /// tokio's workers: run tasks, the sandbox, channels, the store's actor task.
+    /// tokio's workers: run tasks, the sandbox, channels.
     workers_cpu: Duration,
-    /// tokio's blocking pool: the store's commits (SQLite), nothing else
-    /// in these sections.
-    blocking_cpu: Duration,
+    /// The store thread: SQLite.
+    store_cpu: Duration,
 }
 
 /// Runs a host on `jobs`, with `observers` on its run events, until
@@ -80,13 +74,17 @@ fn host(
     let actor_cpu = this_thread_cpu().saturating_sub(actor_started);
     // Each tokio thread's CPU time while the host ran (the store was filled
     // on the same threads beforehand); read before the threads end.
-    let (mut workers_cpu, mut blocking_cpu) = (Duration::ZERO, Duration::ZERO);
-    for thread in threads_cpu().into_iter().filter(|thread| thread.name == TOKIO_THREAD) {
+    let (mut workers_cpu, mut store_cpu) = (Duration::ZERO, Duration::ZERO);
+    for thread in threads_cpu() {
         let earlier = before.iter().find(|t| t.tid == thread.tid).map_or(Duration::ZERO, |t| t.cpu);
         let used = thread.cpu.saturating_sub(earlier);
-        if bench.at_start.contains(&thread.tid) { workers_cpu += used } else { blocking_cpu += used }
+        match thread.name.as_str() {
+            TOKIO_THREAD => workers_cpu += used,
+            STORE_THREAD => store_cpu += used,
+            _ => {}
+        }
     }
-    Ok(Hosted { took, actor_cpu, workers_cpu, blocking_cpu })
+    Ok(Hosted { took, actor_cpu, workers_cpu, store_cpu })
 }
 
 /// (a) Trivial runs queued as pending rows, then run and recorded by the
@@ -139,10 +137,9 @@ pub(crate) fn throughput(runtime: &Arc<Runtime>, sizes: &Sizes) -> anyhow::Resul
         if rate > best.rate {
             let per_run = |cpu: Duration| us(cpu) / runs as f64;
             let split = format!(
-                "async workers (tasks, sandbox, the store's actor) {:.1} µs, blocking pool (the store's SQLite \
-                 commits) {:.1} µs, scheduler actor {:.1} µs",
+                "store thread (SQLite) {:.1} µs, async workers (tasks, sandbox) {:.1} µs, scheduler actor {:.1} µs",
+                per_run(hosted.store_cpu),
                 per_run(hosted.workers_cpu),
-                per_run(hosted.blocking_cpu),
                 per_run(hosted.actor_cpu)
             );
             best = Best { rate, max_running, cpu_per_run, split };
@@ -160,11 +157,7 @@ pub(crate) fn throughput(runtime: &Arc<Runtime>, sizes: &Sizes) -> anyhow::Resul
             best.cpu_per_run,
             "µs",
         )
-        .detail(format!(
-            "at max_running {}, the best throughput above; by thread: {} (the store has no thread of its own: \
-             its commits run on tokio's blocking pool, told from tokio's workers by starting later)",
-            best.max_running, best.split
-        )),
+        .detail(format!("at max_running {}, the best throughput above; by thread: {}", best.max_running, best.split)),
     );
     Ok(figures)
 }

@@ -73,15 +73,16 @@ fn sandbox_loop(runtime: &Runtime, runs: usize) -> anyhow::Result<f64> {
 /// The two writes that make a run durable — `running` with its module hash,
 /// then the outcome with its output — through the store interface, against
 /// a real SQLite file; CPU time of the whole process per run. Each batch's
-/// calls are made at once, so the store's actor commits them together, as
+/// calls are made at once, so the store thread commits them together, as
 /// it does under load. Inserting the pending rows is not timed (the
 /// throughput section queues them beforehand too).
 fn record_loop(runs: usize) -> anyhow::Result<f64> {
     let dir = tempfile::tempdir()?;
-    // One thread for the calls and the store's actor task: each batch is
-    // all queued before the actor looks, so it commits exactly one batch at
-    // a time. The SQLite work itself runs on tokio's blocking pool.
-    let tokio = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    // One worker makes the calls, as fast as it can; the store thread
+    // commits whatever has queued meanwhile, as under load. (A
+    // current-thread runtime would wait for each answer on a blocking
+    // task, as the CLI does: not the daemon's path.)
+    let tokio = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
     let store = tokio.block_on(StoreUrl::resolve(None, dir.path())?.open())?;
     let now = chrono::Utc::now();
     let ids = tokio.block_on(store.insert_runs(vec![NewRun::pending("trivial", Trigger::Manual, now); runs]))?;

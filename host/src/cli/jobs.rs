@@ -42,10 +42,11 @@ fn build_view(globals: &Globals) -> anyhow::Result<JobsView> {
     let has_store = url.exists();
     let cache = if has_store { super::compile_cache(globals) } else { None };
     let registry = Registry::load(&runtime, &globals.jobs, cache.as_ref())?;
+    let names: Vec<String> = registry.jobs.iter().map(|job| job.spec.name.clone()).collect();
     let (states, outcomes) = if has_store {
         super::block_on(async {
             let store = url.open_existing().await?;
-            anyhow::Ok((store.job_states().await?, store.last_outcomes().await?))
+            anyhow::Ok((store.job_states().await?, store.last_outcomes(names).await?))
         })??
     } else {
         Default::default()

@@ -154,3 +154,15 @@ pub fn block_on<T>(work: impl Future<Output = T>) -> anyhow::Result<T> {
         tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the async runtime")?;
     Ok(runtime.block_on(work))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failure_of_the_running_host_exits_3_and_anything_else_2() {
+        let failed = anyhow::Error::new(RuntimeFailure(anyhow::anyhow!("the watcher stopped")));
+        assert_eq!(exit_code(&failed.context("running the host")), RUNTIME_FAILURE);
+        assert_eq!(exit_code(&anyhow::anyhow!("jobs.d: cannot be read")), CONFIG_ERROR);
+    }
+}

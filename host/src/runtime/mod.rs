@@ -30,8 +30,8 @@ use wasmtime::component::Linker as ComponentLinker;
 use wasmtime_wasi::p1::WasiP1Ctx;
 
 pub use cache::{CompileCache, Provenance};
-pub use compile::{CompileError, CompiledJob};
 pub(crate) use compile::hex;
+pub use compile::{CompileError, CompiledJob};
 pub use control::{RunControl, StopReason};
 pub use outcome::RunOutcome;
 pub use run::{RunContext, RunReport};

@@ -59,8 +59,9 @@ impl Scheduler {
                 slot.paused = state.paused;
             }
         }
+        let names = self.jobs.keys().cloned().collect();
         self.last_runs =
-            self.store.last_outcomes().await?.iter().map(|run| (run.job.clone(), LastRun::from(run))).collect();
+            self.store.last_outcomes(names).await?.iter().map(|run| (run.job.clone(), LastRun::from(run))).collect();
         self.catch_up_with(now, None, Why::HostDown, &states).await?;
         self.end_episode();
         for run in recovered.pending {

@@ -52,8 +52,9 @@ pub trait Store: Send + Sync + 'static {
     async fn run_payload(&self, id: i64) -> Result<Vec<u8>>;
     /// Runs matching `query`, newest first.
     async fn runs(&self, query: RunQuery) -> Result<Vec<RunRecord>>;
-    /// Each job's newest finished run (not pending, running, skipped or missed).
-    async fn last_outcomes(&self) -> Result<Vec<RunRecord>>;
+    /// The newest finished run (not pending, running, skipped or missed)
+    /// of each of `jobs` that has one.
+    async fn last_outcomes(&self, jobs: Vec<String>) -> Result<Vec<RunRecord>>;
     /// Deletes finished history beyond `retention`; how many runs went.
     async fn prune(&self, retention: Retention, now: DateTime<Utc>) -> Result<usize>;
 

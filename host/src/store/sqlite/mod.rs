@@ -1,6 +1,6 @@
 //! The embedded backend: one SQLite file in WAL mode. The only module
-//! with SQL or `rusqlite` in it. Every operation runs on the store's actor
-//! (see `actor`), which commits queued operations together.
+//! with SQL or `rusqlite` in it. Every operation runs on the store's
+//! thread (see `actor`), which commits queued operations together.
 
 mod actor;
 mod db;
@@ -17,8 +17,8 @@ use chrono::{DateTime, Utc};
 
 use crate::record::RunRecord;
 use crate::store::{
-    Cancelled, CatchUp, Finished, Fire, FireRecorded, JobState, Load, NewRun, PendingRun, Recovered, Result, Retention,
-    RunQuery, Store,
+    Cancelled, CatchUp, FailureKind, Finished, Fire, FireRecorded, JobState, Load, NewRun, PendingRun, Recovered,
+    Result, Retention, RunQuery, Store, StoreError,
 };
 use actor::Actor;
 use db::Db;
@@ -33,10 +33,13 @@ impl SqliteStore {
     /// Needs a tokio runtime.
     pub async fn open(path: &Path) -> Result<SqliteStore> {
         let owned = path.to_owned();
-        let db = tokio::task::spawn_blocking(move || Db::open(&owned))
-            .await
-            .map_err(|_| crate::store::StoreError::Closed)??;
-        Ok(SqliteStore { actor: Actor::start(db), path: path.to_owned() })
+        let db = tokio::task::spawn_blocking(move || Db::open(&owned)).await.map_err(|_| StoreError::Closed)??;
+        let actor = Actor::start(db).map_err(|source| StoreError::Backend {
+            store: path.display().to_string(),
+            kind: FailureKind::Other,
+            source: Box::new(source),
+        })?;
+        Ok(SqliteStore { actor, path: path.to_owned() })
     }
 
     /// The schema version of the open database.
@@ -94,11 +97,11 @@ impl Store for SqliteStore {
     }
 
     async fn start_run(&self, id: i64, started_at: DateTime<Utc>, module_sha256: String) -> Result<()> {
-        self.actor.call(move |db| db.start_run(id, started_at, &module_sha256)).await
+        self.actor.call_one(move |db| db.start_run(id, started_at, &module_sha256)).await
     }
 
     async fn finish_run(&self, id: i64, finished: Finished) -> Result<()> {
-        self.actor.call(move |db| db.finish_run(id, &finished)).await
+        self.actor.call_one(move |db| db.finish_run(id, &finished)).await
     }
 
     async fn cancel_pending(&self, id: i64, now: DateTime<Utc>) -> Result<Cancelled> {
@@ -114,19 +117,19 @@ impl Store for SqliteStore {
     }
 
     async fn run(&self, id: i64) -> Result<Option<RunRecord>> {
-        self.actor.call(move |db| db.run(id)).await
+        self.actor.call_one(move |db| db.run(id)).await
     }
 
     async fn run_payload(&self, id: i64) -> Result<Vec<u8>> {
-        self.actor.call(move |db| db.payload(id)).await
+        self.actor.call_one(move |db| db.payload(id)).await
     }
 
     async fn runs(&self, query: RunQuery) -> Result<Vec<RunRecord>> {
-        self.actor.call(move |db| db.runs(&query)).await
+        self.actor.call_one(move |db| db.runs(&query)).await
     }
 
-    async fn last_outcomes(&self) -> Result<Vec<RunRecord>> {
-        self.actor.call(|db| db.last_outcomes()).await
+    async fn last_outcomes(&self, jobs: Vec<String>) -> Result<Vec<RunRecord>> {
+        self.actor.call_one(move |db| db.last_outcomes(&jobs)).await
     }
 
     async fn prune(&self, retention: Retention, now: DateTime<Utc>) -> Result<usize> {
@@ -134,15 +137,15 @@ impl Store for SqliteStore {
     }
 
     async fn job_states(&self) -> Result<BTreeMap<String, JobState>> {
-        self.actor.call(|db| db.job_states()).await
+        self.actor.call_one(|db| db.job_states()).await
     }
 
     async fn set_paused(&self, job: String, paused: bool) -> Result<()> {
-        self.actor.call(move |db| db.set_paused(&job, paused)).await
+        self.actor.call_one(move |db| db.set_paused(&job, paused)).await
     }
 
     async fn set_last_fire(&self, job: String, at: DateTime<Utc>) -> Result<()> {
-        self.actor.call(move |db| db.set_last_fire(&job, at)).await
+        self.actor.call_one(move |db| db.set_last_fire(&job, at)).await
     }
 
     async fn record_loads(&self, loads: Vec<Load>, now: DateTime<Utc>) -> Result<()> {
@@ -150,7 +153,7 @@ impl Store for SqliteStore {
     }
 
     async fn kv_get(&self, job: String, key: String) -> Result<Option<Vec<u8>>> {
-        self.actor.call(move |db| db.kv_get(&job, &key)).await
+        self.actor.call_one(move |db| db.kv_get(&job, &key)).await
     }
 
     async fn kv_set(&self, job: String, key: String, value: Vec<u8>) -> Result<bool> {
@@ -158,11 +161,11 @@ impl Store for SqliteStore {
     }
 
     async fn kv_delete(&self, job: String, key: String) -> Result<()> {
-        self.actor.call(move |db| db.kv_delete(&job, &key)).await
+        self.actor.call_one(move |db| db.kv_delete(&job, &key)).await
     }
 
     async fn kv_list(&self, job: String, prefix: String) -> Result<Vec<String>> {
-        self.actor.call(move |db| db.kv_list(&job, &prefix)).await
+        self.actor.call_one(move |db| db.kv_list(&job, &prefix)).await
     }
 }
 

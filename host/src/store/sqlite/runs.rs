@@ -144,20 +144,23 @@ impl Db {
         rows.into_iter().map(|raw| raw.into_record(self)).collect()
     }
 
-    pub fn last_outcomes(&self) -> Result<Vec<RunRecord>> {
+    /// One index seek per job (`runs_by_job`, newest first): a GROUP BY
+    /// over all history would scan every run at each start.
+    pub fn last_outcomes(&self, jobs: &[String]) -> Result<Vec<RunRecord>> {
         let mut statement = self
             .conn
-            .prepare(&format!(
-                "SELECT {RUN_COLUMNS} FROM runs WHERE id IN (
-                    SELECT max(id) FROM runs WHERE status NOT IN ('pending', 'running', 'skipped', 'missed')
-                    GROUP BY job)"
+            .prepare_cached(&format!(
+                "SELECT {RUN_COLUMNS} FROM runs
+                 WHERE job = ?1 AND status NOT IN ('pending', 'running', 'skipped', 'missed')
+                 ORDER BY id DESC LIMIT 1"
             ))
             .map_err(|e| self.error(e))?;
-        let rows = statement
-            .query_map([], RawRun::from_row)
-            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
-            .map_err(|e| self.error(e))?;
-        rows.into_iter().map(|raw| raw.into_record(self)).collect()
+        let mut found = Vec::new();
+        for job in jobs {
+            let row = statement.query_row([job], RawRun::from_row).optional().map_err(|e| self.error(e))?;
+            found.extend(row.map(|raw| raw.into_record(self)).transpose()?);
+        }
+        Ok(found)
     }
 
     /// Accepted runs that have not started, oldest first.

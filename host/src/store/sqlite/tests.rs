@@ -60,7 +60,7 @@ async fn a_run_goes_pending_running_finished_and_survives_reopening() {
     assert_eq!(store.runs(query("report", None)).await.unwrap().len(), 1);
     assert!(store.runs(query("report", Some(RunStatus::Succeeded))).await.unwrap().is_empty());
     assert!(store.runs(query("other", None)).await.unwrap().is_empty());
-    assert_eq!(store.last_outcomes().await.unwrap()[0].id, id);
+    assert_eq!(store.last_outcomes(vec!["report".into(), "other".into()]).await.unwrap()[0].id, id);
 }
 
 #[tokio::test]
