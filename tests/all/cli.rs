@@ -91,6 +91,33 @@ fn global_options_come_from_the_environment_too() {
 }
 
 #[test]
+fn store_names_the_database_by_url_and_bad_urls_say_what_to_write() {
+    let sandbox = Sandbox::new();
+    sandbox.add_fixture("hello.wat");
+    let elsewhere = sandbox.path("elsewhere/history.db");
+    let url = format!("sqlite:{}", elsewhere.display());
+    let output = sandbox.wasmcron(&["--store", &url, "once", "hello"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    assert!(elsewhere.is_file() && !sandbox.state().join("wasmcron.db").exists(), "the run went to {url}");
+    let output = sandbox.wasmcron(&["runs", "--json"]).env("WASMCRON_STORE", &url).output().unwrap();
+    let runs: Vec<serde_json::Value> = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!((runs.len(), runs[0]["job"].as_str()), (1, Some("hello")), "{}", describe(&output));
+
+    for (bad, says) in [
+        ("postgres://db/wasmcron", "not built into this wasmcron yet; use sqlite:PATH"),
+        ("runs.db", "not a store URL; write sqlite:PATH"),
+    ] {
+        let output = sandbox.wasmcron(&["--store", bad, "runs"]).output().unwrap();
+        assert_eq!(output.status.code(), Some(2), "{}", describe(&output));
+        assert!(text(&output.stderr).contains(&format!("--store {bad:?}: ")), "{}", describe(&output));
+        assert!(text(&output.stderr).contains(says), "{}", describe(&output));
+    }
+    let output = sandbox.wasmcron(&["--store", "sqlite:/nowhere/none.db", "runs"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(text(&output.stderr).contains("no state database at /nowhere/none.db"), "{}", describe(&output));
+}
+
+#[test]
 fn next_prints_fires_with_the_zone_offset() {
     let output = wasmcron()
         .args(["next", "30 2 * * *", "--tz", "America/New_York", "--from", "2026-03-07T12:00:00Z", "-n", "3"])
