@@ -14,7 +14,7 @@ use wasmcron::record::{RunStatus, Trigger};
 use wasmcron::registry::Registry;
 use wasmcron::runtime::{CompileCache, Runtime};
 use wasmcron::scheduler::{ReloadConfig, Scheduler, SchedulerConfig};
-use wasmcron::store::{Load, NewRun, RunQuery, Store, StoreUrl};
+use wasmcron::store::{NewRun, RunQuery, Store, StoreUrl};
 
 use crate::observe::{Ended, Lateness};
 use crate::report::{Figure, cpu_time, ms, percentile, spread, this_thread_cpu, threads_cpu, us};
@@ -328,16 +328,7 @@ pub(crate) fn startup(runtime: &Arc<Runtime>, sizes: &Sizes) -> anyhow::Result<V
         ensure!(registry.jobs.len() == count, "{} of {count} jobs loaded", registry.jobs.len());
         let compiled = registry.compiled;
         let bench = open(state)?;
-        let loads = registry
-            .jobs
-            .iter()
-            .map(|job| Load::Loaded {
-                job: job.spec.name.clone(),
-                module_sha256: job.compiled.sha256.clone(),
-                first: false,
-            })
-            .collect();
-        bench.tokio.block_on(bench.store.record_loads(loads, Utc::now()))?;
+        bench.tokio.block_on(bench.store.record_loads(registry.loads(), Utc::now()))?;
         let config = SchedulerConfig::default();
         let (scheduler, _handle) =
             Scheduler::new(runtime.clone(), bench.store.clone(), Clock::System, config, registry.jobs);

@@ -15,6 +15,7 @@ use sha2::{Digest, Sha256};
 
 use crate::config::{self, ConfigError, JobSpec};
 use crate::runtime::{CompileCache, CompiledJob, Provenance, Runtime, hex};
+use crate::store::Load;
 
 /// A declaration and its compiled module.
 #[derive(Clone)]
@@ -73,6 +74,21 @@ impl Registry {
         }
         registry.errors.sort_by(|a, b| a.file().cmp(b.file()));
         Ok(registry)
+    }
+}
+
+impl Registry {
+    /// What to record of this load: each job in service on its module,
+    /// and each file that failed, by job.
+    pub fn loads(&self) -> Vec<Load> {
+        let loaded = self.jobs.iter().map(|job| Load::Loaded {
+            job: job.spec.name.clone(),
+            module_sha256: job.compiled.sha256.clone(),
+            first: false,
+        });
+        let failed =
+            self.errors.iter().map(|error| Load::Failed { job: error.job().to_owned(), error: error.to_string() });
+        loaded.chain(failed).collect()
     }
 }
 
@@ -285,18 +301,19 @@ mod tests {
         assert_eq!((error.job(), error.field()), ("report", Some("module")));
     }
 
+    /// The jobs `dir` loads, by name, as the scheduler holds them.
+    fn in_service(runtime: &Runtime, dir: &Path) -> BTreeMap<String, LoadedJob> {
+        let registry = Registry::load(runtime, dir, None).unwrap();
+        registry.jobs.into_iter().map(|job| (job.spec.name.clone(), job)).collect()
+    }
+
     #[test]
     fn a_reload_leaves_an_equal_spec_alone_and_loads_a_changed_one() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("tick.wat"), MODULE).unwrap();
         std::fs::write(dir.path().join("tick.toml"), "schedule = \"@hourly\"").unwrap();
         let runtime = Runtime::new().unwrap();
-        let current: BTreeMap<String, LoadedJob> = Registry::load(&runtime, dir.path(), None)
-            .unwrap()
-            .jobs
-            .into_iter()
-            .map(|job| (job.spec.name.clone(), job))
-            .collect();
+        let current = in_service(&runtime, dir.path());
         let changed = BTreeSet::from([normalize(&dir.path().join("tick.toml"))]);
 
         // Rewritten with the same meaning: nothing to do.
@@ -317,12 +334,7 @@ mod tests {
         std::fs::write(dir.path().join("shared.wat"), MODULE).unwrap();
         std::fs::write(dir.path().join("a.toml"), "module = \"shared.wat\"").unwrap();
         let runtime = Runtime::new().unwrap();
-        let current: BTreeMap<String, LoadedJob> = Registry::load(&runtime, dir.path(), None)
-            .unwrap()
-            .jobs
-            .into_iter()
-            .map(|job| (job.spec.name.clone(), job))
-            .collect();
+        let current = in_service(&runtime, dir.path());
         std::fs::write(dir.path().join("b.toml"), "module = \"shared.wat\"").unwrap();
         let changed = BTreeSet::from([normalize(&dir.path().join("b.toml"))]);
         let reload = plan_reload(&runtime, dir.path(), None, &current, &changed).unwrap();

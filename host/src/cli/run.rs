@@ -17,7 +17,7 @@ use crate::clock::Clock;
 use crate::registry::Registry;
 use crate::runtime::Runtime;
 use crate::scheduler::{ReloadConfig, Scheduler, SchedulerConfig};
-use crate::store::{Load, Retention};
+use crate::store::Retention;
 use crate::units;
 
 #[derive(Debug, clap::Args)]
@@ -70,17 +70,7 @@ pub fn run(globals: &Globals, args: Args) -> anyhow::Result<ExitCode> {
         tracing::error!("{error}");
         reported.insert(error.job().to_owned(), error.to_string());
     }
-    let loads = registry
-        .jobs
-        .iter()
-        .map(|job| Load::Loaded {
-            job: job.spec.name.clone(),
-            module_sha256: job.compiled.sha256.clone(),
-            first: false,
-        })
-        .chain(reported.iter().map(|(job, error)| Load::Failed { job: job.clone(), error: error.clone() }))
-        .collect();
-    if let Err(error) = tokio.block_on(store.record_loads(loads, Utc::now())) {
+    if let Err(error) = tokio.block_on(store.record_loads(registry.loads(), Utc::now())) {
         // Only what `wasmcron jobs` shows without a host is behind; the
         // scheduler rides out a failing store on its own.
         tracing::warn!(%error, "could not record the loaded jobs in the store");
