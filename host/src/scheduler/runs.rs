@@ -13,7 +13,7 @@ use crate::runtime::{RunControl, RunOutcome};
 use crate::store::{NewRun, PendingRun};
 
 /// A run that ended, as its retry needs it.
-struct Ended<'a> {
+struct EndedRun<'a> {
     job: &'a str,
     run_id: i64,
     attempt: u32,
@@ -103,7 +103,7 @@ impl Scheduler {
                 outcome
             }
         };
-        let ended = Ended { job: &job, run_id, attempt, at: ended_at, payload };
+        let ended = EndedRun { job: &job, run_id, attempt, at: ended_at, payload };
         self.maybe_retry(ended, &outcome).await;
         if let Some(slot) = self.jobs.get_mut(&job)
             && slot.active == 0
@@ -114,7 +114,7 @@ impl Scheduler {
     }
 
     /// Records and times the next attempt of a run that failed, per `[retry]`.
-    async fn maybe_retry(&mut self, done: Ended<'_>, outcome: &RunOutcome) {
+    async fn maybe_retry(&mut self, done: EndedRun<'_>, outcome: &RunOutcome) {
         let Some(slot) = self.jobs.get(done.job) else { return };
         let retryable = matches!(outcome, RunOutcome::Failed { .. } | RunOutcome::TimedOut | RunOutcome::OutOfFuel);
         if !retryable || done.attempt >= slot.spec.retry.attempts {

@@ -1,5 +1,5 @@
 //! `StoreError`: why a store operation failed, in terms any backend can
-//! give, and whether waiting could help (`is_transient`).
+//! give, and what kind of failure it was (`kind`, `is_full`).
 
 use std::path::PathBuf;
 
