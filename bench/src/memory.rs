@@ -84,7 +84,7 @@ fn idle_host(wasmcron: &Path, dir: &Path, count: usize, quiet: Duration) -> anyh
     let (jobs, state) = (dir.join(format!("jobs{count}")), dir.join(format!("state{count}")));
     crate::suite::declare_distinct_jobs(&jobs, count)?;
     let mut child = Command::new(wasmcron)
-        .args(["run", "--jobs"])
+        .args(["run", "--listen", "127.0.0.1:0", "--jobs"])
         .arg(&jobs)
         .arg("--state")
         .arg(&state)

@@ -10,6 +10,7 @@
 //! (the job world's host calls), `cli`. `schedule`, `store` and `runtime`
 //! are leaves; `record` and `units` are shared vocabulary.
 
+pub mod api;
 pub mod cli;
 pub mod clock;
 pub mod config;

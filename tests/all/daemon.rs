@@ -13,6 +13,8 @@ use crate::support::{Sandbox, all_runs, describe, sleeper, text, wait_for};
 pub struct Host {
     child: Child,
     log: std::path::PathBuf,
+    /// Where its HTTP API listens: `127.0.0.1:PORT`.
+    pub listen: String,
 }
 
 impl Host {
@@ -21,10 +23,28 @@ impl Host {
         let n = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let log = sandbox.path(&format!("host-{n}.log"));
         let file = std::fs::File::create(&log).unwrap();
+        let listen = match extra.iter().position(|arg| *arg == "--listen") {
+            Some(at) => extra[at + 1].to_owned(),
+            None => format!("127.0.0.1:{}", crate::support::free_port()),
+        };
         let mut args = vec!["run"];
         args.extend_from_slice(extra);
+        if !extra.contains(&"--listen") {
+            args.extend(["--listen", &listen]);
+        }
         let child = sandbox.wasmcron(&args).stdout(Stdio::null()).stderr(file).spawn().unwrap();
-        Host { child, log }
+        Host { child, log, listen }
+    }
+
+    /// The host's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGKILL: no drain, no flush.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     fn signal(&self, signal: libc::c_int) {

@@ -120,9 +120,14 @@ impl Sandbox {
     }
 }
 
+/// A TCP port on loopback that nothing listens on just now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
 pub fn wasmcron() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_wasmcron"));
-    for var in ["WASMCRON_JOBS", "WASMCRON_STATE", "WASMCRON_LISTEN", "WASMCRON_LOG"] {
+    for var in ["WASMCRON_JOBS", "WASMCRON_STATE", "WASMCRON_LISTEN", "WASMCRON_LOG", "WASMCRON_TOKEN", "WASMCRON_TOKEN_FILE"] {
         command.env_remove(var);
     }
     command

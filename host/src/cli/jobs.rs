@@ -70,6 +70,7 @@ fn build_view(globals: &Globals) -> anyhow::Result<JobsView> {
                 load_error: state.load_error,
                 module_sha256: state.module_sha256,
                 in_flight: Vec::new(),
+                payload_limit: spec.limits.payload,
             }
         })
         .collect();
@@ -85,7 +86,8 @@ fn build_view(globals: &Globals) -> anyhow::Result<JobsView> {
         });
     }
     jobs.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(JobsView { jobs, store: StoreHealth::healthy() })
+    // Read from the files and the store: no scheduler answers for it.
+    Ok(JobsView { ready: false, jobs, store: StoreHealth::healthy() })
 }
 
 fn render(out: &mut impl Write, job: &JobView) -> std::io::Result<()> {

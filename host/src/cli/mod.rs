@@ -8,6 +8,7 @@
 
 mod bench;
 mod check;
+mod client;
 mod jobs;
 mod new;
 mod next;
@@ -15,6 +16,7 @@ mod once;
 mod pause;
 mod run;
 mod runs;
+mod trigger;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -45,9 +47,14 @@ pub struct Globals {
     /// [default: sqlite:STATE/wasmcron.db].
     #[arg(long, global = true, env = "WASMCRON_STORE", value_name = "URL")]
     pub store: Option<String>,
-    /// Address of the control plane (reserved: the HTTP API is not built yet).
+    /// Address of the HTTP API: where `run` listens and where `trigger`,
+    /// `cancel` and `retry` find the host.
     #[arg(long, global = true, env = "WASMCRON_LISTEN", default_value = "127.0.0.1:7878")]
     pub listen: String,
+    /// A file holding the admin API token, instead of STATE/token (the
+    /// token itself may be given in WASMCRON_TOKEN).
+    #[arg(long, global = true, env = "WASMCRON_TOKEN_FILE", value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
     /// Log format on stderr: `text` for people, `json` for machines.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -71,6 +78,12 @@ pub enum Command {
     Next(next::Args),
     /// List jobs: schedule, next fire, last outcome, pause state, load errors.
     Jobs(jobs::Args),
+    /// Start a run of a job on the running host, now or later; prints its id.
+    Trigger(trigger::TriggerArgs),
+    /// Cancel a run on the running host: a pending one never starts, a running one is stopped.
+    Cancel(trigger::RunArgs),
+    /// Start a new run (attempt 1, trigger manual) of a run that has ended; prints its id.
+    Retry(trigger::RunArgs),
     /// List recorded runs, newest first.
     Runs(runs::RunsArgs),
     /// Print a run's captured stdout and stderr.
@@ -104,6 +117,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Next(args) => next::run(args),
         Command::Run(args) => run::run(&cli.globals, args),
         Command::Jobs(args) => jobs::run(&cli.globals, args),
+        Command::Trigger(args) => trigger::trigger(&cli.globals, args),
+        Command::Cancel(args) => trigger::cancel(&cli.globals, args),
+        Command::Retry(args) => trigger::retry(&cli.globals, args),
         Command::Runs(args) => runs::runs(&cli.globals, args),
         Command::Logs(args) => runs::logs(&cli.globals, args),
         Command::Pause(args) => pause::run(&cli.globals, args, true),
@@ -141,6 +157,18 @@ pub fn exit_code(error: &anyhow::Error) -> u8 {
 }
 
 impl Globals {
+    /// The admin token an operator supplied (`WASMCRON_TOKEN`, then
+    /// `--token-file`), if any.
+    pub fn supplied_token(&self) -> anyhow::Result<Option<String>> {
+        if let Ok(token) = std::env::var("WASMCRON_TOKEN") {
+            return crate::api::auth::validate(&token, "WASMCRON_TOKEN").map(Some);
+        }
+        let Some(path) = &self.token_file else { return Ok(None) };
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("--token-file {}: cannot read the file", path.display()))?;
+        crate::api::auth::validate(&text, &format!("--token-file {}", path.display())).map(Some)
+    }
+
     /// The store `--store` names, or the default in the state folder.
     pub fn store_url(&self) -> anyhow::Result<crate::store::StoreUrl> {
         Ok(crate::store::StoreUrl::resolve(self.store.as_deref(), &self.state)?)

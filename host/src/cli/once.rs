@@ -127,7 +127,7 @@ fn find_job(dir: &std::path::Path, name: &str) -> Result<(JobSpec, BTreeSet<Stri
     ))
 }
 
-fn read_payload(source: Option<&std::path::Path>) -> anyhow::Result<Vec<u8>> {
+pub(super) fn read_payload(source: Option<&std::path::Path>) -> anyhow::Result<Vec<u8>> {
     let mut payload = Vec::new();
     match source {
         None => {}

@@ -13,6 +13,9 @@ use anyhow::Context;
 use chrono::Utc;
 
 use super::{Globals, RuntimeFailure};
+use tokio::sync::watch;
+
+use crate::api::{self, ApiState, EventFeed, Tokens};
 use crate::clock::Clock;
 use crate::registry::Registry;
 use crate::runtime::Runtime;
@@ -46,6 +49,24 @@ pub struct Args {
     pub debounce: Duration,
 }
 
+/// How long requests in progress may take once the host has stopped.
+const HTTP_GRACE: Duration = Duration::from_secs(2);
+
+/// Binds the API's address now, so that a taken port fails the start.
+fn bind(listen: &str) -> anyhow::Result<std::net::TcpListener> {
+    let listener = std::net::TcpListener::bind(listen).with_context(|| {
+        format!("--listen {listen}: cannot listen there; is another wasmcron host running? pass --listen HOST:PORT")
+    })?;
+    listener.set_nonblocking(true).context("serving the HTTP API")?;
+    let address = listener.local_addr().context("serving the HTTP API")?;
+    if !address.ip().is_loopback() {
+        tracing::warn!(%address, "the API listens beyond this machine over plain HTTP: put it behind a TLS-terminating \
+            reverse proxy (see the README), and keep STATE/token secret");
+    }
+    tracing::info!(%address, "HTTP API listening");
+    Ok(listener)
+}
+
 fn duration(text: &str) -> Result<Duration, String> {
     units::parse_duration(text)
 }
@@ -60,6 +81,8 @@ pub fn run(globals: &Globals, args: Args) -> anyhow::Result<ExitCode> {
         let _entered = tokio.enter();
         shutdown_signal().context("installing the SIGINT and SIGTERM handlers")?
     };
+    let tokens = Arc::new(Tokens::load_or_create(&globals.state, globals.supplied_token()?)?);
+    let listener = bind(&globals.listen)?;
     let url = globals.store_url()?;
     let store = tokio.block_on(url.open())?;
     let cache = super::compile_cache(globals).map(Arc::new);
@@ -102,8 +125,31 @@ pub fn run(globals: &Globals, args: Args) -> anyhow::Result<ExitCode> {
         module_folders: registry.module_folders,
         reported,
     };
-    let (scheduler, _handle) = Scheduler::new(runtime, store, Clock::System, config, registry.jobs);
-    tokio.block_on(scheduler.with_reload(reload).run(shutdown)).map_err(RuntimeFailure)?;
+    let feed = EventFeed::default();
+    let (scheduler, handle) = Scheduler::new(runtime, store.clone(), Clock::System, config, registry.jobs);
+    let scheduler = scheduler.with_reload(reload).with_observers(vec![Arc::new(feed.clone())]);
+
+    let (closing, closed) = watch::channel(false);
+    let state = ApiState { handle, store, tokens, events: feed, closing: closed.clone() };
+    let server = {
+        let _entered = tokio.enter();
+        let listener = tokio::net::TcpListener::from_std(listener).context("serving the HTTP API")?;
+        let mut closed = closed;
+        let stop = async move {
+            let _ = closed.wait_for(|closed| *closed).await;
+        };
+        tokio.spawn(api::serve(listener, api::app(state), stop, HTTP_GRACE))
+    };
+    let ran = tokio.block_on(scheduler.run(shutdown));
+    // The API answers until the scheduler has drained (commands meanwhile
+    // get 503), then finishes the requests in progress.
+    let _ = closing.send(true);
+    match tokio.block_on(server) {
+        Ok(Err(error)) => tracing::warn!(%error, "the HTTP API failed"),
+        Err(error) => tracing::warn!(%error, "the HTTP API task failed"),
+        Ok(Ok(())) => {}
+    }
+    ran.map_err(RuntimeFailure)?;
     // Dropping the runtime waits for the store's last commit in flight.
     drop(tokio);
     tracing::info!("wasmcron host stopped");

@@ -37,6 +37,7 @@ pub struct RawLimits {
     pub fuel: Option<i64>,
     pub memory: Option<String>,
     pub output: Option<String>,
+    pub payload: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

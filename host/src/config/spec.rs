@@ -15,6 +15,7 @@ use crate::units;
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5 * 60);
 pub const DEFAULT_MEMORY: u64 = 256 << 20;
 pub const DEFAULT_OUTPUT: u64 = 1 << 20;
+pub const DEFAULT_PAYLOAD: u64 = 1 << 20;
 pub const DEFAULT_CATCH_UP_WINDOW: Duration = Duration::from_secs(24 * 3600);
 pub const DEFAULT_BACKOFF: Duration = Duration::from_secs(10);
 pub const DEFAULT_MAX_BACKOFF: Duration = Duration::from_secs(10 * 60);
@@ -24,6 +25,8 @@ const MIN_MEMORY: u64 = 64 << 10;
 pub const MAX_MEMORY: u64 = 4 << 30;
 /// Captured output is held in the host's memory until the run is recorded.
 const MAX_OUTPUT: u64 = 64 << 20;
+/// A trigger's payload is held in memory and stored with its run.
+pub const MAX_PAYLOAD: u64 = 64 << 20;
 const MAX_ATTEMPTS: i64 = 100;
 
 /// Everything the host knows about one job, valid by construction. Equal
@@ -54,6 +57,8 @@ pub struct Limits {
     pub fuel: Option<u64>,
     pub memory: u64,
     pub output: u64,
+    /// A trigger's payload (the guest's stdin), at most.
+    pub payload: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,7 +101,7 @@ pub enum CatchUp {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { timeout: DEFAULT_TIMEOUT, fuel: None, memory: DEFAULT_MEMORY, output: DEFAULT_OUTPUT }
+        Limits { timeout: DEFAULT_TIMEOUT, fuel: None, memory: DEFAULT_MEMORY, output: DEFAULT_OUTPUT, payload: DEFAULT_PAYLOAD }
     }
 }
 
@@ -199,6 +204,7 @@ impl JobSpec {
             fuel,
             memory: size("limits.memory", &raw.limits.memory, DEFAULT_MEMORY, MIN_MEMORY, MAX_MEMORY)?,
             output: size("limits.output", &raw.limits.output, DEFAULT_OUTPUT, 0, MAX_OUTPUT)?,
+            payload: size("limits.payload", &raw.limits.payload, DEFAULT_PAYLOAD, 0, MAX_PAYLOAD)?,
         };
 
         let attempts = match raw.retry.attempts {

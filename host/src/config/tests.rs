@@ -22,6 +22,7 @@ timeout = "2m"
 fuel    = 10_000_000_000
 memory  = "64MiB"
 output  = "4KiB"
+payload = "8KiB"
 
 [retry]
 attempts    = 3
@@ -58,7 +59,7 @@ fn full_example_is_validated_into_a_spec() {
     assert!(!job.enabled);
     assert_eq!(
         job.limits,
-        Limits { timeout: Duration::from_secs(120), fuel: Some(10_000_000_000), memory: 64 << 20, output: 4096 }
+        Limits { timeout: Duration::from_secs(120), fuel: Some(10_000_000_000), memory: 64 << 20, output: 4096, payload: 8192 }
     );
     assert_eq!(
         job.retry,
@@ -84,7 +85,7 @@ fn empty_declaration_gets_the_defaults() {
     assert!(job.enabled);
     assert_eq!(
         job.limits,
-        Limits { timeout: Duration::from_secs(300), fuel: None, memory: 256 << 20, output: 1 << 20 }
+        Limits { timeout: Duration::from_secs(300), fuel: None, memory: 256 << 20, output: 1 << 20, payload: 1 << 20 }
     );
     assert_eq!(job.retry.attempts, 1);
     assert!(job.dirs.is_empty());

@@ -36,8 +36,12 @@ impl Scheduler {
     }
 
     async fn trigger(&mut self, request: TriggerRequest, parent_run: Option<i64>) -> Result<Triggered, CommandError> {
-        if !self.jobs.contains_key(&request.job) {
+        let Some(slot) = self.jobs.get(&request.job) else {
             return Err(CommandError::UnknownJob(request.job));
+        };
+        let limit = slot.spec.limits.payload;
+        if request.payload.len() as u64 > limit {
+            return Err(CommandError::PayloadTooLarge { job: request.job, size: request.payload.len(), limit });
         }
         if self.triggered_waiting >= self.config.max_queued {
             return Err(CommandError::QueueFull { queued: self.triggered_waiting });
@@ -50,7 +54,7 @@ impl Scheduler {
             idempotency_key: request.key,
             ..NewRun::pending(request.job, Trigger::Manual, at)
         };
-        let (id, created) = self.store.trigger_run(run.clone()).await.map_err(store_error)?;
+        let (id, created) = self.store.trigger_run(run.clone(), now).await.map_err(store_error)?;
         if created {
             self.triggered_waiting += 1;
             tracing::info!(job = %run.job, run_id = id, "run triggered");

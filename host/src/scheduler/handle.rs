@@ -46,6 +46,8 @@ pub enum CommandError {
     UnknownJob(String),
     #[error("{queued} triggered runs are already waiting, the most this host accepts (--max-queued); try again later")]
     QueueFull { queued: usize },
+    #[error("the payload is {size} bytes; job {job:?} accepts at most {limit} (`[limits] payload` in its declaration)")]
+    PayloadTooLarge { job: String, size: usize, limit: u64 },
     #[error("no run {0}; list runs with `wasmcron runs`")]
     NoSuchRun(i64),
     #[error("run {id} has already ended ({status})")]

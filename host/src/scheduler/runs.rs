@@ -147,6 +147,7 @@ impl Scheduler {
     /// After shutdown: wait up to the grace period, then cancel what runs;
     /// meanwhile, try once more to write what the store has not taken.
     pub(super) async fn drain(mut self) {
+        self.view.send_modify(|view| view.ready = false);
         if !self.in_flight.is_empty() {
             let (running, grace_ms) = (self.in_flight.len(), self.config.grace.as_millis() as u64);
             tracing::info!(running, grace_ms, "waiting for running guests");

@@ -11,6 +11,9 @@ use crate::record::{RunRecord, RunStatus, format_time};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct JobsView {
+    /// True while the scheduler fires jobs and takes commands: not before
+    /// it has recovered from the last stop, nor once it drains.
+    pub ready: bool,
     /// By name.
     pub jobs: Vec<JobView>,
     pub store: StoreHealth,
@@ -34,6 +37,8 @@ pub struct JobView {
     pub module_sha256: Option<String>,
     /// Runs of this job started and not yet ended, by id.
     pub in_flight: Vec<i64>,
+    /// The largest trigger payload the job accepts, in bytes (`[limits] payload`).
+    pub payload_limit: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -123,6 +128,7 @@ impl super::Scheduler {
                 load_error: slot.load_error.clone(),
                 module_sha256: Some(slot.compiled.sha256.clone()),
                 in_flight: in_flight.remove(name.as_str()).unwrap_or_default(),
+                payload_limit: slot.spec.limits.payload,
             })
             .collect();
         // Jobs whose files never loaded: only their error to show.
@@ -132,6 +138,6 @@ impl super::Scheduler {
             }
         }
         jobs.sort_by(|a, b| a.name.cmp(&b.name));
-        JobsView { jobs, store: self.backlog.health() }
+        JobsView { ready: true, jobs, store: self.backlog.health() }
     }
 }

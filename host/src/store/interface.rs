@@ -27,7 +27,7 @@ pub trait Store: Send + Sync + 'static {
     async fn insert_runs(&self, runs: Vec<NewRun>) -> Result<Vec<i64>>;
     /// Records a triggered run, unless a run of the same job already has
     /// its idempotency key: then that run's id, and `false`.
-    async fn trigger_run(&self, run: NewRun) -> Result<(i64, bool)>;
+    async fn trigger_run(&self, run: NewRun, now: DateTime<Utc>) -> Result<(i64, bool)>;
     /// Marks a pending run `running`, with the module version it runs on.
     async fn start_run(&self, id: i64, started_at: DateTime<Utc>, module_sha256: String) -> Result<()>;
     /// Writes how a run ended.

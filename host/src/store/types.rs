@@ -232,3 +232,7 @@ impl Default for Retention {
 
 /// The most keys one job may hold in the key-value store.
 pub const MAX_KEYS_PER_JOB: u32 = 10_000;
+
+/// How long a trigger's idempotency key holds: within it, the same key for
+/// the same job answers with the first run; after it, the key is free.
+pub const KEY_WINDOW: chrono::TimeDelta = chrono::TimeDelta::hours(24);

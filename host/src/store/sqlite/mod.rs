@@ -17,11 +17,11 @@ use chrono::{DateTime, Utc};
 
 use crate::record::RunRecord;
 use crate::store::{
-    Cancelled, CatchUp, FailureKind, Finished, Fire, FireRecorded, JobState, Load, NewRun, PendingRun, Recovered,
+    Cancelled, CatchUp, FailureKind, Finished, Fire, FireRecorded, JobState, KEY_WINDOW, Load, NewRun, PendingRun, Recovered,
     Result, Retention, RunQuery, Store, StoreError,
 };
 use actor::Actor;
-use db::Db;
+use db::{Db, micros};
 
 pub struct SqliteStore {
     actor: Actor,
@@ -83,15 +83,19 @@ impl Store for SqliteStore {
         self.actor.call(move |db| runs.iter().map(|run| db.insert_run(run)).collect()).await
     }
 
-    async fn trigger_run(&self, run: NewRun) -> Result<(i64, bool)> {
+    async fn trigger_run(&self, run: NewRun, now: DateTime<Utc>) -> Result<(i64, bool)> {
         self.actor
             .call(move |db| {
-                if let Some(key) = &run.idempotency_key
-                    && let Some(id) = db.run_with_key(&run.job, key)?
-                {
-                    return Ok((id, false));
+                let Some(key) = &run.idempotency_key else { return Ok((db.insert_run(&run)?, true)) };
+                if let Some((id, keyed_at)) = db.run_with_key(&run.job, key)? {
+                    if keyed_at.is_some_and(|at| at >= micros(now - KEY_WINDOW)) {
+                        return Ok((id, false));
+                    }
+                    db.set_keyed_at(id, None)?; // expired: the key starts a new run
                 }
-                Ok((db.insert_run(&run)?, true))
+                let id = db.insert_run(&run)?;
+                db.set_keyed_at(id, Some(now))?;
+                Ok((id, true))
             })
             .await
     }

@@ -46,12 +46,26 @@ impl Db {
         Ok(self.conn.last_insert_rowid())
     }
 
-    /// The run of `job` holding idempotency `key`, if any.
-    pub fn run_with_key(&self, job: &str, key: &str) -> Result<Option<i64>> {
+    /// The run of `job` holding idempotency `key`, if any, and when it took it.
+    pub fn run_with_key(&self, job: &str, key: &str) -> Result<Option<(i64, Option<i64>)>> {
         self.conn
-            .prepare_cached("SELECT id FROM runs WHERE job = ?1 AND idempotency_key = ?2")
-            .and_then(|mut select| select.query_row(params![job, key], |row| row.get(0)).optional())
+            .prepare_cached("SELECT id, keyed_at FROM runs WHERE job = ?1 AND idempotency_key = ?2")
+            .and_then(|mut select| {
+                select.query_row(params![job, key], |row| Ok((row.get(0)?, row.get(1)?))).optional()
+            })
             .map_err(|e| self.error(e))
+    }
+
+    /// Gives run `id` its idempotency key's time, or (`None`) lets go of its key.
+    pub fn set_keyed_at(&self, id: i64, at: Option<DateTime<Utc>>) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "UPDATE runs SET keyed_at = ?2, idempotency_key = CASE WHEN ?2 IS NULL THEN NULL ELSE idempotency_key END
+                 WHERE id = ?1",
+            )
+            .and_then(|mut update| update.execute(params![id, at.map(micros)]))
+            .map_err(|e| self.error(e))?;
+        Ok(())
     }
 
     pub fn start_run(&self, id: i64, started_at: DateTime<Utc>, module_sha256: &str) -> Result<()> {

@@ -146,11 +146,18 @@ async fn a_trigger_with_a_known_key_returns_the_first_run() {
         idempotency_key: Some(key.into()),
         ..NewRun::pending(job, Trigger::Manual, now)
     };
-    let (first, new) = store.trigger_run(keyed("a", "k1")).await.unwrap();
+    let (first, new) = store.trigger_run(keyed("a", "k1"), now).await.unwrap();
     assert!(new);
-    assert_eq!(store.trigger_run(keyed("a", "k1")).await.unwrap(), (first, false));
-    let (other_job, new) = store.trigger_run(keyed("b", "k1")).await.unwrap();
+    let within = now + KEY_WINDOW - chrono::TimeDelta::seconds(1);
+    assert_eq!(store.trigger_run(keyed("a", "k1"), within).await.unwrap(), (first, false));
+    let (other_job, new) = store.trigger_run(keyed("b", "k1"), now).await.unwrap();
     assert!(new && other_job != first, "keys are per job");
+
+    // Past the window the key is free: a new run, which holds it from then.
+    let later = now + KEY_WINDOW + chrono::TimeDelta::seconds(1);
+    let (second, new) = store.trigger_run(keyed("a", "k1"), later).await.unwrap();
+    assert!(new && second != first, "{second} {first}");
+    assert_eq!(store.trigger_run(keyed("a", "k1"), later).await.unwrap(), (second, false));
 }
 
 #[tokio::test]
