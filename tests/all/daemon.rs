@@ -36,11 +36,6 @@ impl Host {
         Host { child, log, listen }
     }
 
-    /// The host's log so far.
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
     /// SIGKILL: no drain, no flush.
     pub fn kill(mut self) {
         let _ = self.child.kill();

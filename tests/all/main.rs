@@ -6,6 +6,7 @@
 mod abi;
 mod cli;
 mod commands;
+mod control;
 mod daemon;
 mod declarations;
 mod examples;

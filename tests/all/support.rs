@@ -127,7 +127,9 @@ pub fn free_port() -> u16 {
 
 pub fn wasmcron() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_wasmcron"));
-    for var in ["WASMCRON_JOBS", "WASMCRON_STATE", "WASMCRON_LISTEN", "WASMCRON_LOG", "WASMCRON_TOKEN", "WASMCRON_TOKEN_FILE"] {
+    for var in
+        ["WASMCRON_JOBS", "WASMCRON_STATE", "WASMCRON_LISTEN", "WASMCRON_LOG", "WASMCRON_TOKEN", "WASMCRON_TOKEN_FILE"]
+    {
         command.env_remove(var);
     }
     command

@@ -58,7 +58,10 @@ impl Tokens {
         };
         let read = read_or_create(&state.join(READ_FILE))?;
         if admin == read {
-            bail!("the admin token and the read-only token ({}) are the same; give them different tokens", state.join(READ_FILE).display());
+            bail!(
+                "the admin token and the read-only token ({}) are the same; give them different tokens",
+                state.join(READ_FILE).display()
+            );
         }
         Ok(Tokens::new(&admin, &read))
     }
@@ -88,7 +91,10 @@ fn digest(token: &str) -> [u8; 32] {
 pub fn validate(token: &str, source: &str) -> anyhow::Result<String> {
     let token = token.trim();
     if token.len() < MIN_LENGTH {
-        bail!("{source}: the token is {} characters; use at least {MIN_LENGTH} (e.g. `openssl rand -hex 32`)", token.len());
+        bail!(
+            "{source}: the token is {} characters; use at least {MIN_LENGTH} (e.g. `openssl rand -hex 32`)",
+            token.len()
+        );
     }
     if !token.bytes().all(|b| b.is_ascii_graphic()) {
         bail!("{source}: the token may hold only visible ASCII characters, no spaces");

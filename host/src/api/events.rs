@@ -103,7 +103,9 @@ pub async fn stream(
             let event = match item {
                 Ok(event) if filter.job.as_ref().is_none_or(|job| *job == event.job) => Some(to_sse(&event)),
                 Ok(_) => None,
-                Err(BroadcastStreamRecvError::Lagged(missed)) => Some(Event::default().event("lagged").data(missed.to_string())),
+                Err(BroadcastStreamRecvError::Lagged(missed)) => {
+                    Some(Event::default().event("lagged").data(missed.to_string()))
+                }
             };
             std::future::ready(event.map(Ok))
         })

@@ -40,10 +40,7 @@ pub async fn show(State(state): State<ApiState>, PathArg(name): PathArg<String>)
             .ok()
             .and_then(|zone| crate::schedule::Schedule::parse(text, zone).ok())
             .map(|schedule| {
-                std::iter::once(first)
-                    .chain(schedule.upcoming(first, NEXT_FIRES - 1))
-                    .map(format_time)
-                    .collect()
+                std::iter::once(first).chain(schedule.upcoming(first, NEXT_FIRES - 1)).map(format_time).collect()
             })
             .unwrap_or_default(),
         _ => Vec::new(),
@@ -107,7 +104,9 @@ impl When {
                 Ok(Some(Utc::now() + after))
             }
             (None, Some(at)) => DateTime::parse_from_rfc3339(at).map(|at| Some(at.to_utc())).map_err(|e| {
-                ApiError::bad_request(format!("at: {at:?} is not an RFC 3339 time ({e}); write e.g. 2026-12-01T09:00:00Z"))
+                ApiError::bad_request(format!(
+                    "at: {at:?} is not an RFC 3339 time ({e}); write e.g. 2026-12-01T09:00:00Z"
+                ))
             }),
             (None, None) => Ok(None),
         }
@@ -145,16 +144,14 @@ pub async fn trigger(
 
 fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     let Some(value) = headers.get("idempotency-key") else { return Ok(None) };
-    let key = value
-        .to_str()
-        .ok()
-        .map(str::trim)
-        .filter(|key| !key.is_empty() && key.len() <= MAX_KEY_LENGTH)
-        .ok_or_else(|| {
-            ApiError::bad_request(format!(
-                "Idempotency-Key: give 1 to {MAX_KEY_LENGTH} visible ASCII characters (a UUID, say)"
-            ))
-        })?;
+    let key =
+        value.to_str().ok().map(str::trim).filter(|key| !key.is_empty() && key.len() <= MAX_KEY_LENGTH).ok_or_else(
+            || {
+                ApiError::bad_request(format!(
+                    "Idempotency-Key: give 1 to {MAX_KEY_LENGTH} visible ASCII characters (a UUID, say)"
+                ))
+            },
+        )?;
     Ok(Some(key.to_owned()))
 }
 

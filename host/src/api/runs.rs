@@ -38,7 +38,9 @@ impl Filters {
         let before = match &self.cursor {
             None => None,
             Some(cursor) => Some(cursor.parse::<i64>().map_err(|_| {
-                ApiError::bad_request(format!("cursor: {cursor:?} is not a cursor; pass `next_cursor` from the previous page"))
+                ApiError::bad_request(format!(
+                    "cursor: {cursor:?} is not a cursor; pass `next_cursor` from the previous page"
+                ))
             })?),
         };
         Ok(RunQuery {
@@ -182,5 +184,6 @@ struct Retried {
 pub async fn retry(State(state): State<ApiState>, PathArg(id): PathArg<i64>) -> Result<Response, ApiError> {
     let new = state.handle.retry(id).await?;
     let location = HeaderValue::try_from(format!("/api/v1/runs/{new}")).expect("digits");
-    Ok((StatusCode::ACCEPTED, [(header::LOCATION, location)], Json(Retried { id: new, parent_run: id })).into_response())
+    Ok((StatusCode::ACCEPTED, [(header::LOCATION, location)], Json(Retried { id: new, parent_run: id }))
+        .into_response())
 }

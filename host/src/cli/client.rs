@@ -20,9 +20,16 @@ pub struct Client {
 #[derive(Debug)]
 pub enum Failure {
     /// Nothing listens at the address.
-    NoHost { base: String, error: String },
+    NoHost {
+        base: String,
+        error: String,
+    },
     /// The host refused, with its error.
-    Refused { status: StatusCode, code: String, message: String },
+    Refused {
+        status: StatusCode,
+        code: String,
+        message: String,
+    },
     Other(anyhow::Error),
 }
 
@@ -101,8 +108,11 @@ impl Client {
 fn base_url(listen: &str) -> String {
     let listen = match listen.parse::<std::net::SocketAddr>() {
         Ok(address) if address.ip().is_unspecified() => {
-            let loopback: std::net::IpAddr =
-                if address.is_ipv4() { std::net::Ipv4Addr::LOCALHOST.into() } else { std::net::Ipv6Addr::LOCALHOST.into() };
+            let loopback: std::net::IpAddr = if address.is_ipv4() {
+                std::net::Ipv4Addr::LOCALHOST.into()
+            } else {
+                std::net::Ipv6Addr::LOCALHOST.into()
+            };
             std::net::SocketAddr::new(loopback, address.port()).to_string()
         }
         _ => listen.to_owned(),

@@ -101,7 +101,13 @@ pub enum CatchUp {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { timeout: DEFAULT_TIMEOUT, fuel: None, memory: DEFAULT_MEMORY, output: DEFAULT_OUTPUT, payload: DEFAULT_PAYLOAD }
+        Limits {
+            timeout: DEFAULT_TIMEOUT,
+            fuel: None,
+            memory: DEFAULT_MEMORY,
+            output: DEFAULT_OUTPUT,
+            payload: DEFAULT_PAYLOAD,
+        }
     }
 }
 

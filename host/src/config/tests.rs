@@ -59,7 +59,13 @@ fn full_example_is_validated_into_a_spec() {
     assert!(!job.enabled);
     assert_eq!(
         job.limits,
-        Limits { timeout: Duration::from_secs(120), fuel: Some(10_000_000_000), memory: 64 << 20, output: 4096, payload: 8192 }
+        Limits {
+            timeout: Duration::from_secs(120),
+            fuel: Some(10_000_000_000),
+            memory: 64 << 20,
+            output: 4096,
+            payload: 8192
+        }
     );
     assert_eq!(
         job.retry,

@@ -2,26 +2,58 @@
 //! pauses and the job world's `enqueue`, each answered once what it
 //! changed is durable.
 
+use chrono::{DateTime, Utc};
+
 use super::handle::{Command, CommandError, Reply, TriggerRequest, Triggered};
 use super::{Scheduler, TimerKind};
+use crate::events::{RunEvent, Stage};
 use crate::record::{RunStatus, Trigger};
 use crate::store::{Cancelled, NewRun, StoreError};
+
+/// A trigger whose row is being written; answered once the write is
+/// durable (or failed). Triggers are written concurrently, so that many
+/// share one commit, and answered in the order their writes finish.
+pub(super) struct Accepting {
+    run: NewRun,
+    requested_at: DateTime<Utc>,
+    written: Result<(i64, bool), StoreError>,
+    reply: Answer,
+}
+
+/// Who waits for a trigger, and what they are told.
+pub(super) enum Answer {
+    Trigger(Reply<Triggered>),
+    Enqueue { parent_run: i64, reply: Reply<i64> },
+    Retry(Reply<i64>),
+}
+
+impl Answer {
+    fn send(self, answer: Result<Triggered, CommandError>) {
+        match self {
+            Answer::Trigger(reply) => {
+                let _ = reply.send(answer);
+            }
+            Answer::Enqueue { parent_run, reply } => {
+                if let Ok(triggered) = &answer {
+                    tracing::info!(run_id = triggered.run_id, parent_run, "run enqueued by another run");
+                }
+                let _ = reply.send(answer.map(|t| t.run_id));
+            }
+            Answer::Retry(reply) => {
+                let _ = reply.send(answer.map(|t| t.run_id));
+            }
+        }
+    }
+}
 
 impl Scheduler {
     pub(super) async fn on_command(&mut self, command: Command) {
         match command {
-            Command::Trigger(request, reply) => {
-                let answer = self.trigger(request, None).await;
-                let _ = reply.send(answer);
-            }
+            Command::Trigger(request, reply) => self.trigger(request, None, Answer::Trigger(reply)),
             Command::Enqueue { parent_run, job, payload, delay, reply } => {
                 let at = self.clock.now() + chrono::Duration::from_std(delay).unwrap_or_default();
                 let request = TriggerRequest { job, payload, at: Some(at), key: None };
-                let answer = self.trigger(request, Some(parent_run)).await.map(|t| t.run_id);
-                if let Ok(id) = answer {
-                    tracing::info!(run_id = id, parent_run, "run enqueued by another run");
-                }
-                let _ = reply.send(answer);
+                self.trigger(request, Some(parent_run), Answer::Enqueue { parent_run, reply });
             }
             Command::Cancel(id, reply) => {
                 let answer = self.cancel(id).await;
@@ -35,17 +67,23 @@ impl Scheduler {
         }
     }
 
-    async fn trigger(&mut self, request: TriggerRequest, parent_run: Option<i64>) -> Result<Triggered, CommandError> {
+    /// Checks a trigger and sets its row writing; `on_accepted` answers it.
+    /// The run counts against `max_queued` from now, so that triggers in
+    /// flight cannot overshoot it.
+    fn trigger(&mut self, request: TriggerRequest, parent_run: Option<i64>, reply: Answer) {
         let Some(slot) = self.jobs.get(&request.job) else {
-            return Err(CommandError::UnknownJob(request.job));
+            return reply.send(Err(CommandError::UnknownJob(request.job)));
         };
         let limit = slot.spec.limits.payload;
         if request.payload.len() as u64 > limit {
-            return Err(CommandError::PayloadTooLarge { job: request.job, size: request.payload.len(), limit });
+            let size = request.payload.len();
+            return reply.send(Err(CommandError::PayloadTooLarge { job: request.job, size, limit }));
         }
         if self.triggered_waiting >= self.config.max_queued {
-            return Err(CommandError::QueueFull { queued: self.triggered_waiting });
+            return reply.send(Err(CommandError::QueueFull { queued: self.triggered_waiting }));
         }
+        self.triggered_waiting += 1;
+        self.accepting += 1;
         let now = self.clock.now();
         let at = request.at.unwrap_or(now).max(now);
         let run = NewRun {
@@ -54,13 +92,48 @@ impl Scheduler {
             idempotency_key: request.key,
             ..NewRun::pending(request.job, Trigger::Manual, at)
         };
-        let (id, created) = self.store.trigger_run(run.clone(), now).await.map_err(store_error)?;
-        if created {
-            self.triggered_waiting += 1;
-            tracing::info!(job = %run.job, run_id = id, "run triggered");
-            self.ready_or_timed(run.into_pending(id), now);
-        }
-        Ok(Triggered { run_id: id, created })
+        let (store, accepted) = (self.store.clone(), self.accept.clone());
+        tokio::spawn(async move {
+            let written = store.trigger_run(run.clone(), now).await;
+            let _ = accepted.send(Accepting { run, requested_at: now, written, reply });
+        });
+    }
+
+    /// A trigger's row is written (or not): the run joins the ready queue
+    /// or the timers — unless the host is draining (`start` false): then it
+    /// waits in the store for the next start — and the caller is answered.
+    pub(super) fn on_accepted(&mut self, accepting: Accepting, start: bool) {
+        let Accepting { run, requested_at, written, reply } = accepting;
+        self.accepting -= 1;
+        let answer = match written {
+            Ok((id, true)) => {
+                tracing::info!(job = %run.job, run_id = id, "run triggered");
+                let recorded_at = self.clock.now();
+                self.events.emit(|| RunEvent {
+                    stage: Stage::Recorded,
+                    job: run.job.clone(),
+                    run_id: Some(id),
+                    trigger: Trigger::Manual,
+                    attempt: 1,
+                    scheduled_for: run.scheduled_for,
+                    at: recorded_at,
+                    status: Some(RunStatus::Pending),
+                });
+                if start {
+                    self.ready_or_timed(run.into_pending(id), requested_at);
+                }
+                Ok(Triggered { run_id: id, created: true })
+            }
+            Ok((id, false)) => {
+                self.triggered_waiting -= 1;
+                Ok(Triggered { run_id: id, created: false })
+            }
+            Err(error) => {
+                self.triggered_waiting -= 1;
+                Err(store_error(error))
+            }
+        };
+        reply.send(answer);
     }
 
     async fn cancel(&mut self, id: i64) -> Result<(), CommandError> {
@@ -116,11 +189,15 @@ impl Scheduler {
                 return Err(CommandError::RunNotEnded { id, status: run.status });
             }
             let payload = self.store.run_payload(id).await.map_err(store_error)?;
-            let request = TriggerRequest { job: run.job, payload, at: None, key: None };
-            self.trigger(request, Some(id)).await.map(|t| t.run_id)
+            Ok(TriggerRequest { job: run.job, payload, at: None, key: None })
         }
         .await;
-        let _ = reply.send(answer);
+        match answer {
+            Ok(request) => self.trigger(request, Some(id), Answer::Retry(reply)),
+            Err(error) => {
+                let _ = reply.send(Err(error));
+            }
+        }
     }
 
     async fn pause(&mut self, job: String, paused: bool) -> Result<(), CommandError> {

@@ -138,6 +138,10 @@ pub struct Scheduler {
     completions: mpsc::UnboundedReceiver<Completion>,
     completed: mpsc::UnboundedSender<Completion>,
     commands: mpsc::Receiver<handle::Command>,
+    /// Triggers whose rows are being written, and where they report.
+    accepting: usize,
+    accepted: mpsc::UnboundedReceiver<commands::Accepting>,
+    accept: mpsc::UnboundedSender<commands::Accepting>,
     random: task::Random,
     reload: Option<reload::Reloader>,
     /// Job-world guests reach the store and `enqueue` through this.
@@ -163,6 +167,7 @@ impl Scheduler {
     ) -> (Self, Handle) {
         let (completed, completions) = mpsc::unbounded_channel();
         let (commands_in, commands) = mpsc::channel(handle::COMMAND_QUEUE);
+        let (accept, accepted) = mpsc::unbounded_channel();
         let (view, view_out) = watch::channel(JobsView::default());
         let handle = Handle { commands: commands_in, view: view_out };
         let job_host = Arc::new(StoreJobHost { store: store.clone(), queue: Queue::Scheduler(handle.clone()) });
@@ -187,6 +192,9 @@ impl Scheduler {
             completions,
             completed,
             commands,
+            accepting: 0,
+            accepted,
+            accept,
             random: task::Random::seeded(),
             reload: None,
             job_host,
@@ -242,6 +250,7 @@ impl Scheduler {
                 Some(done) = self.completions.recv() => self.on_completion(done).await,
                 Some(event) = reload::next_event(&mut self.reload) => self.on_reload_event(event).await,
                 Some(command) = self.commands.recv() => self.on_command(command).await,
+                Some(accepted) = self.accepted.recv() => self.on_accepted(accepted, true),
                 () = async move {
                     match next {
                         Some(at) => clock.sleep_until(at).await,

@@ -155,22 +155,25 @@ impl Scheduler {
         let grace = tokio::time::sleep(self.config.grace);
         tokio::pin!(grace);
         // Commands meanwhile are refused: a guest enqueueing a run must not
-        // wait out the grace period for an answer.
-        while !self.in_flight.is_empty() {
+        // wait out the grace period for an answer. Triggers already being
+        // written are answered: their runs wait in the store for the next start.
+        while !self.in_flight.is_empty() || self.accepting > 0 {
             tokio::select! {
                 Some(done) = self.completions.recv() => self.on_completion(done).await,
                 Some(command) = self.commands.recv() => command.refuse(),
+                Some(accepted) = self.accepted.recv() => self.on_accepted(accepted, false),
                 () = &mut grace => break,
             }
         }
         if !self.in_flight.is_empty() {
             tracing::warn!(running = self.in_flight.len(), "grace period over: cancelling running guests");
             self.in_flight.values().for_each(|run| run.control.cancel());
-            while !self.in_flight.is_empty() {
-                tokio::select! {
-                    Some(done) = self.completions.recv() => self.on_completion(done).await,
-                    Some(command) = self.commands.recv() => command.refuse(),
-                }
+        }
+        while !self.in_flight.is_empty() || self.accepting > 0 {
+            tokio::select! {
+                Some(done) = self.completions.recv() => self.on_completion(done).await,
+                Some(command) = self.commands.recv() => command.refuse(),
+                Some(accepted) = self.accepted.recv() => self.on_accepted(accepted, false),
             }
         }
         self.retry_store().await;

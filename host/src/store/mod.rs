@@ -20,8 +20,8 @@ mod url;
 pub use error::{FailureKind, Result, StoreError};
 pub use interface::Store;
 pub use types::{
-    Cancelled, CatchUp, Finished, Fire, FireRecorded, JobState, KEY_WINDOW, Load, MAX_KEYS_PER_JOB, NewRun, PendingRun, Recovered,
-    Retention, RunQuery,
+    Cancelled, CatchUp, Finished, Fire, FireRecorded, JobState, KEY_WINDOW, Load, MAX_KEYS_PER_JOB, NewRun, PendingRun,
+    Recovered, Retention, RunQuery,
 };
 pub use url::StoreUrl;
 

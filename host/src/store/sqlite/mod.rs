@@ -17,8 +17,8 @@ use chrono::{DateTime, Utc};
 
 use crate::record::RunRecord;
 use crate::store::{
-    Cancelled, CatchUp, FailureKind, Finished, Fire, FireRecorded, JobState, KEY_WINDOW, Load, NewRun, PendingRun, Recovered,
-    Result, Retention, RunQuery, Store, StoreError,
+    Cancelled, CatchUp, FailureKind, Finished, Fire, FireRecorded, JobState, KEY_WINDOW, Load, NewRun, PendingRun,
+    Recovered, Result, Retention, RunQuery, Store, StoreError,
 };
 use actor::Actor;
 use db::{Db, micros};

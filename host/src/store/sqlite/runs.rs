@@ -50,9 +50,7 @@ impl Db {
     pub fn run_with_key(&self, job: &str, key: &str) -> Result<Option<(i64, Option<i64>)>> {
         self.conn
             .prepare_cached("SELECT id, keyed_at FROM runs WHERE job = ?1 AND idempotency_key = ?2")
-            .and_then(|mut select| {
-                select.query_row(params![job, key], |row| Ok((row.get(0)?, row.get(1)?))).optional()
-            })
+            .and_then(|mut select| select.query_row(params![job, key], |row| Ok((row.get(0)?, row.get(1)?))).optional())
             .map_err(|e| self.error(e))
     }
 

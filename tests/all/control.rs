@@ -1,0 +1,492 @@
+//! The control plane end to end: the real `wasmcron run` on a real
+//! loopback socket, driven over HTTP and by the CLI's `trigger`, `cancel`
+//! and `retry`, with the state database checked after each.
+
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+use wasmcron::record::{RunRecord, RunStatus, Trigger};
+
+use crate::daemon::Host;
+use crate::support::{ECHO, Sandbox, all_runs, describe, text, versioned, wait_for};
+
+/// A host's API, with its two tokens.
+struct Api {
+    base: String,
+    admin: String,
+    read: String,
+    runtime: tokio::runtime::Runtime,
+    http: reqwest::Client,
+}
+
+/// An answer: status, headers, JSON body (null if none).
+struct Answer {
+    status: StatusCode,
+    headers: reqwest::header::HeaderMap,
+    body: Value,
+}
+
+impl Api {
+    /// Waits until the host answers `/readyz` with 200.
+    fn ready(sandbox: &Sandbox, host: &Host) -> Api {
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let token = |file: &str| {
+            let path = sandbox.state().join(file);
+            wait_for(&format!("{}", path.display()), Duration::from_secs(30), || path.exists());
+            std::fs::read_to_string(path).unwrap().trim().to_owned()
+        };
+        let api = Api {
+            base: format!("http://{}", host.listen),
+            admin: token("token"),
+            read: token("token.read"),
+            runtime,
+            http: reqwest::Client::new(),
+        };
+        wait_for("the host to be ready", Duration::from_secs(60), || {
+            api.call(Method::GET, "/readyz", None, Vec::new(), &[]).is_ok_and(|a| a.status == StatusCode::OK)
+        });
+        api
+    }
+
+    fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Vec<u8>,
+        headers: &[(&str, &str)],
+    ) -> reqwest::Result<Answer> {
+        self.runtime.block_on(send(&self.http, &self.base, method, path, token, body, headers))
+    }
+
+    fn get(&self, path: &str) -> Answer {
+        self.call(Method::GET, path, Some(&self.admin), Vec::new(), &[]).unwrap()
+    }
+
+    fn post(&self, path: &str, body: &[u8]) -> Answer {
+        self.call(Method::POST, path, Some(&self.admin), body.to_vec(), &[]).unwrap()
+    }
+
+    fn run(&self, id: i64) -> Value {
+        let answer = self.get(&format!("/api/v1/runs/{id}"));
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+        answer.body
+    }
+
+    fn wait_status(&self, id: i64, what: impl Fn(&str) -> bool, within: Duration) -> Value {
+        wait_for(&format!("run {id}'s status"), within, || what(self.run(id)["status"].as_str().unwrap()));
+        self.run(id)
+    }
+}
+
+async fn send(
+    http: &reqwest::Client,
+    base: &str,
+    method: Method,
+    path: &str,
+    token: Option<&str>,
+    body: Vec<u8>,
+    headers: &[(&str, &str)],
+) -> reqwest::Result<Answer> {
+    let mut request = http.request(method, format!("{base}{path}")).body(body);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = request.send().await?;
+    let (status, headers) = (response.status(), response.headers().clone());
+    let bytes = response.bytes().await?;
+    let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    Ok(Answer { status, headers, body })
+}
+
+/// Asserts the JSON error shape and its code.
+fn assert_error(answer: &Answer, status: StatusCode, code: &str) {
+    assert_eq!(answer.status, status, "{}", answer.body);
+    assert_eq!(answer.body["error"]["code"], code, "{}", answer.body);
+    let message = answer.body["error"]["message"].as_str().unwrap_or("");
+    assert!(!message.is_empty(), "an error says what was wrong: {}", answer.body);
+}
+
+fn run_of(sandbox: &Sandbox, id: i64) -> RunRecord {
+    all_runs(sandbox).into_iter().find(|r| r.id == id).unwrap_or_else(|| panic!("run {id} is not recorded"))
+}
+
+#[test]
+fn a_trigger_hands_its_payload_to_the_guest_and_the_cli_waits_for_the_outcome() {
+    let sandbox = Sandbox::new();
+    std::fs::write(sandbox.jobs().join("echo.wat"), ECHO).unwrap();
+    let host = Host::start(&sandbox, &[]);
+    let api = Api::ready(&sandbox, &host);
+
+    // Over HTTP: 202, the run's id and where to find it.
+    let answer = api.post("/api/v1/jobs/echo/trigger", b"hello over http");
+    assert_eq!(answer.status, StatusCode::ACCEPTED, "{}", answer.body);
+    let id = answer.body["id"].as_i64().unwrap();
+    assert_eq!(answer.headers["location"], format!("/api/v1/runs/{id}").as_str());
+    let run = api.wait_status(id, |s| s == "succeeded", Duration::from_secs(20));
+    assert_eq!((run["trigger"].as_str(), run["attempt"].as_i64()), (Some("manual"), Some(1)));
+    let output = api.get(&format!("/api/v1/runs/{id}/output"));
+    assert_eq!(output.body["stdout"], "hello over http");
+
+    // By the CLI, with --wait: the guest's output and the exit code of `once`.
+    let payload = sandbox.path("payload.txt");
+    std::fs::write(&payload, "hello from a file").unwrap();
+    let listen = ["--listen", host.listen.as_str()];
+    let out = sandbox
+        .wasmcron(&["trigger", "echo", "--payload", payload.to_str().unwrap(), "--wait"])
+        .args(listen)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let stdout = text(&out.stdout);
+    let (id_line, echoed) = stdout.split_once('\n').expect("the run id, then the guest's output");
+    let cli_run: i64 = id_line.trim().parse().unwrap_or_else(|_| panic!("prints the run id first: {stdout:?}"));
+    assert_eq!(echoed, "hello from a file");
+    let record = run_of(&sandbox, cli_run);
+    assert_eq!(
+        (record.status, record.trigger, record.stdout.as_slice()),
+        (RunStatus::Succeeded, Trigger::Manual, b"hello from a file".as_slice())
+    );
+
+    // An unknown job: the CLI says so and exits 1.
+    let out = sandbox.wasmcron(&["trigger", "nope"]).args(listen).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert!(text(&out.stderr).contains("no job named \"nope\""), "{}", describe(&out));
+    host.stop();
+}
+
+#[test]
+fn with_no_host_running_trigger_says_so_and_suggests_once() {
+    let sandbox = Sandbox::new();
+    std::fs::write(sandbox.jobs().join("echo.wat"), ECHO).unwrap();
+    // A host ran once here (it wrote the token), and is gone.
+    std::fs::create_dir_all(sandbox.state()).unwrap();
+    std::fs::write(sandbox.state().join("token"), "0123456789abcdef0123456789abcdef\n").unwrap();
+    let port = crate::support::free_port().to_string();
+    let listen = format!("127.0.0.1:{port}");
+    let out = sandbox.wasmcron(&["trigger", "echo", "--listen", &listen]).output().unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", describe(&out));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains(&format!("no wasmcron host answers at http://{listen}")), "{stderr}");
+    assert!(stderr.contains("wasmcron once echo"), "{stderr}");
+}
+
+#[test]
+fn a_delayed_run_does_not_start_early_and_starts_after_a_restart() {
+    let sandbox = Sandbox::new();
+    std::fs::write(sandbox.jobs().join("echo.wat"), ECHO).unwrap();
+    let host = Host::start(&sandbox, &[]);
+    let api = Api::ready(&sandbox, &host);
+    let listen = ["--listen", host.listen.as_str()];
+
+    // One due while the host runs, one due while it is down.
+    let soon = api.post("/api/v1/jobs/echo/trigger?in=2s", b"soon");
+    assert_eq!(soon.status, StatusCode::ACCEPTED, "{}", soon.body);
+    let soon = soon.body["id"].as_i64().unwrap();
+    let out = sandbox.wasmcron(&["trigger", "echo", "--in", "6s"]).args(listen).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let later: i64 = text(&out.stdout).trim().parse().unwrap();
+    assert_eq!(api.run(later)["status"], "pending");
+
+    let run = api.wait_status(soon, |s| s == "succeeded", Duration::from_secs(20));
+    let record = run_of(&sandbox, soon);
+    assert!(record.started_at.unwrap() >= record.scheduled_for, "started early: {run}");
+    assert_eq!(api.run(later)["status"], "pending", "the later one waits");
+    host.stop();
+
+    let due = run_of(&sandbox, later).scheduled_for;
+    wait_for("the later run's time to pass", Duration::from_secs(20), || chrono::Utc::now() > due);
+    assert_eq!(run_of(&sandbox, later).status, RunStatus::Pending, "nothing ran it while the host was down");
+    let host = Host::start(&sandbox, &[]);
+    let api = Api::ready(&sandbox, &host);
+    api.wait_status(later, |s| s == "succeeded", Duration::from_secs(20));
+    let record = run_of(&sandbox, later);
+    assert!(record.started_at.unwrap() >= due);
+    host.stop();
+}
+
+#[test]
+fn cancel_stops_a_running_run_and_a_delayed_one_and_retry_starts_a_new_run() {
+    let sandbox = Sandbox::new();
+    sandbox.declare("slow", "[retry]\nattempts = 1\n");
+    std::fs::write(sandbox.jobs().join("slow.wat"), versioned("slow", 30_000)).unwrap();
+    std::fs::write(sandbox.jobs().join("echo.wat"), ECHO).unwrap();
+    let host = Host::start(&sandbox, &[]);
+    let api = Api::ready(&sandbox, &host);
+    let listen = ["--listen", host.listen.as_str()];
+
+    // A running run, cancelled by the CLI.
+    let running = api.post("/api/v1/jobs/slow/trigger", b"").body["id"].as_i64().unwrap();
+    api.wait_status(running, |s| s == "running", Duration::from_secs(20));
+    let out = sandbox.wasmcron(&["cancel", &running.to_string()]).args(listen).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    api.wait_status(running, |s| s == "cancelled", Duration::from_secs(20));
+
+    // A delayed run, cancelled over HTTP before it starts: it never does.
+    let delayed = api.post("/api/v1/jobs/echo/trigger?in=1h", b"").body["id"].as_i64().unwrap();
+    let answer = api.post(&format!("/api/v1/runs/{delayed}/cancel"), b"");
+    assert_eq!(answer.status, StatusCode::ACCEPTED, "{}", answer.body);
+    let record = run_of(&sandbox, delayed);
+    assert_eq!((record.status, record.started_at), (RunStatus::Cancelled, None));
+    // Cancelling it again: 409, and the CLI exits 1 saying why.
+    assert_error(&api.post(&format!("/api/v1/runs/{delayed}/cancel"), b""), StatusCode::CONFLICT, "run_ended");
+    let out = sandbox.wasmcron(&["cancel", &delayed.to_string()]).args(listen).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert!(text(&out.stderr).contains("already ended (cancelled)"), "{}", describe(&out));
+
+    // Retry of an ended run: a new run, attempt 1, manual, the parent
+    // recorded, the same payload.
+    let first = api.post("/api/v1/jobs/echo/trigger", b"again").body["id"].as_i64().unwrap();
+    api.wait_status(first, |s| s == "succeeded", Duration::from_secs(20));
+    let out = sandbox.wasmcron(&["retry", &first.to_string()]).args(listen).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let second: i64 = text(&out.stdout).trim().parse().unwrap();
+    api.wait_status(second, |s| s == "succeeded", Duration::from_secs(20));
+    let record = run_of(&sandbox, second);
+    assert_eq!((record.attempt, record.trigger, record.parent_run), (1, Trigger::Manual, Some(first)));
+    assert_eq!(record.stdout, b"again");
+    // A run that has not ended cannot be retried; one that never was, neither.
+    let pending = api.post("/api/v1/jobs/echo/trigger?in=1h", b"").body["id"].as_i64().unwrap();
+    assert_error(&api.post(&format!("/api/v1/runs/{pending}/retry"), b""), StatusCode::CONFLICT, "run_not_ended");
+    assert_error(&api.post("/api/v1/runs/999999/retry", b""), StatusCode::NOT_FOUND, "no_such_run");
+    host.stop();
+}
+
+#[test]
+fn pause_and_resume_over_http() {
+    let sandbox = Sandbox::new();
+    sandbox.declare("tick", "schedule = \"@every 1h\"\n");
+    std::fs::write(sandbox.jobs().join("tick.wat"), ECHO).unwrap();
+    let host = Host::start(&sandbox, &[]);
+    let api = Api::ready(&sandbox, &host);
+    let job = api.get("/api/v1/jobs/tick");
+    assert_eq!((job.body["paused"].as_bool(), job.body["next_fires"].as_array().map(Vec::len)), (Some(false), Some(5)));
+
+    let answer = api.post("/api/v1/jobs/tick/pause", b"");
+    assert_eq!((answer.status, answer.body["paused"].as_bool()), (StatusCode::OK, Some(true)), "{}", answer.body);
+    wait_for("the view to show the pause", Duration::from_secs(5), || {
+        api.get("/api/v1/jobs/tick").body["paused"] == true
+    });
+    let job = api.get("/api/v1/jobs/tick").body;
+    assert!(job["next_fire"].is_null() && job["next_fires"].as_array().unwrap().is_empty(), "{job}");
+
+    assert_eq!(api.post("/api/v1/jobs/tick/resume", b"").status, StatusCode::OK);
+    wait_for("the view to show the resume", Duration::from_secs(5), || {
+        api.get("/api/v1/jobs/tick").body["paused"] == false
+    });
+    assert_error(&api.post("/api/v1/jobs/nope/pause", b""), StatusCode::NOT_FOUND, "unknown_job");
+    host.stop();
+}
+
+#[test]
+fn tokens_guard_the_api_and_errors_are_json() {
+    let sandbox = Sandbox::new();
+    sandbox.declare("small", "[limits]\npayload = \"16B\"\n");
+    std::fs::write(sandbox.jobs().join("small.wat"), ECHO).unwrap();
+    let host = Host::start(&sandbox, &[]);
+    let api = Api::ready(&sandbox, &host);
+    for file in ["token", "token.read"] {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(sandbox.state().join(file)).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{file}");
+    }
+    let call =
+        |method: Method, path: &str, token: Option<&str>| api.call(method, path, token, Vec::new(), &[]).unwrap();
+
+    // No token, or a wrong one: 401 on every /api route, with the challenge.
+    let answer = call(Method::GET, "/api/v1/jobs", None);
+    assert_error(&answer, StatusCode::UNAUTHORIZED, "unauthorized");
+    assert_eq!(answer.headers["www-authenticate"], "Bearer");
+    assert_error(
+        &call(Method::GET, "/api/v1/runs", Some("not-the-token-0123456789")),
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+    );
+    assert_error(&call(Method::POST, "/api/v1/jobs/small/trigger", None), StatusCode::UNAUTHORIZED, "unauthorized");
+    // The read-only token reads, and may change nothing.
+    assert_eq!(call(Method::GET, "/api/v1/jobs", Some(&api.read)).status, StatusCode::OK);
+    assert_eq!(call(Method::GET, "/api/v1/runs", Some(&api.read)).status, StatusCode::OK);
+    for path in
+        ["/api/v1/jobs/small/trigger", "/api/v1/jobs/small/pause", "/api/v1/runs/1/cancel", "/api/v1/runs/1/retry"]
+    {
+        assert_error(&call(Method::POST, path, Some(&api.read)), StatusCode::FORBIDDEN, "forbidden");
+    }
+    assert!(all_runs(&sandbox).is_empty(), "nothing was triggered");
+    // Health needs no token.
+    assert_eq!(call(Method::GET, "/healthz", None).status, StatusCode::OK);
+    assert_eq!(call(Method::GET, "/readyz", None).status, StatusCode::OK);
+
+    // 413 past the job's cap (16 bytes), and nothing recorded; at the cap, 202.
+    assert_error(
+        &api.post("/api/v1/jobs/small/trigger", &[b'x'; 17]),
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+    );
+    assert!(all_runs(&sandbox).is_empty());
+    assert_eq!(api.post("/api/v1/jobs/small/trigger", &[b'x'; 16]).status, StatusCode::ACCEPTED);
+    // 404s, 400s: a JSON error that names the thing.
+    assert_error(&api.post("/api/v1/jobs/nope/trigger", b""), StatusCode::NOT_FOUND, "unknown_job");
+    assert_error(&api.get("/api/v1/runs/424242"), StatusCode::NOT_FOUND, "no_such_run");
+    assert_error(&api.get("/api/v1/runs/forty-two"), StatusCode::BAD_REQUEST, "bad_request");
+    let answer = api.post("/api/v1/jobs/small/trigger?in=soon", b"");
+    assert_error(&answer, StatusCode::BAD_REQUEST, "bad_request");
+    assert!(
+        answer.body["error"]["message"].as_str().unwrap().contains("\"soon\" is not a duration"),
+        "{}",
+        answer.body
+    );
+    assert_error(&api.get("/api/v1/runs?colour=red"), StatusCode::BAD_REQUEST, "bad_request");
+    assert_error(&api.get("/api/v1/runs?status=done"), StatusCode::BAD_REQUEST, "bad_request");
+    assert_error(&api.get("/api/v1/nothing-here"), StatusCode::NOT_FOUND, "no_route");
+    host.stop();
+}
+
+#[test]
+fn runs_are_listed_newest_first_a_page_at_a_time() {
+    let sandbox = Sandbox::new();
+    std::fs::write(sandbox.jobs().join("echo.wat"), ECHO).unwrap();
+    let host = Host::start(&sandbox, &[]);
+    let api = Api::ready(&sandbox, &host);
+    let ids: Vec<i64> =
+        (0..5).map(|_| api.post("/api/v1/jobs/echo/trigger?in=1h", b"").body["id"].as_i64().unwrap()).collect();
+    let mut seen = Vec::new();
+    let mut path = "/api/v1/runs?job=echo&status=pending&trigger=manual&limit=2".to_owned();
+    loop {
+        let page = api.get(&path).body;
+        seen.extend(page["runs"].as_array().unwrap().iter().map(|r| r["id"].as_i64().unwrap()));
+        match page["next_cursor"].as_str() {
+            Some(cursor) => path = format!("/api/v1/runs?job=echo&limit=2&cursor={cursor}"),
+            None => break,
+        }
+    }
+    let mut newest_first = ids.clone();
+    newest_first.reverse();
+    assert_eq!(seen, newest_first);
+    assert!(api.get("/api/v1/runs?status=succeeded").body["runs"].as_array().unwrap().is_empty());
+    host.stop();
+}
+
+/// Many clients at once against a short queue and a slow job: some are
+/// told 429, every 202 is a recorded run, and after a SIGKILL and a
+/// restart every accepted run ends, exactly once.
+#[test]
+fn a_flood_gets_429s_and_every_accepted_run_ends_exactly_once_across_a_kill() {
+    let sandbox = Sandbox::new();
+    std::fs::write(sandbox.jobs().join("slow.wat"), versioned("slow", 200)).unwrap();
+    let host = Host::start(&sandbox, &["--max-queued", "6", "--max-running", "2"]);
+    let api = Api::ready(&sandbox, &host);
+
+    let (clients, each) = (16, 8);
+    let answers: Vec<(StatusCode, Option<i64>, Option<String>)> = api.runtime.block_on(async {
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..clients {
+            let (http, base, token) = (api.http.clone(), api.base.clone(), api.admin.clone());
+            tasks.spawn(async move {
+                let mut answers = Vec::new();
+                for _ in 0..each {
+                    let answer =
+                        send(&http, &base, Method::POST, "/api/v1/jobs/slow/trigger", Some(&token), Vec::new(), &[])
+                            .await
+                            .unwrap();
+                    let retry_after = answer.headers.get("retry-after").map(|v| v.to_str().unwrap().to_owned());
+                    answers.push((answer.status, answer.body["id"].as_i64(), retry_after));
+                }
+                answers
+            });
+        }
+        tasks.join_all().await.into_iter().flatten().collect()
+    });
+    let accepted: Vec<i64> = answers.iter().filter(|a| a.0 == StatusCode::ACCEPTED).map(|a| a.1.unwrap()).collect();
+    let refused = answers.iter().filter(|a| a.0 == StatusCode::TOO_MANY_REQUESTS).count();
+    assert_eq!(
+        accepted.len() + refused,
+        clients * each,
+        "only 202s and 429s: {:?}",
+        answers.iter().map(|a| a.0).collect::<Vec<_>>()
+    );
+    assert!(refused > 0 && !accepted.is_empty(), "{} accepted, {refused} refused", accepted.len());
+    assert!(
+        answers.iter().filter(|a| a.0 == StatusCode::TOO_MANY_REQUESTS).all(|a| a.2.is_some()),
+        "429s say when to retry"
+    );
+    let manual: Vec<i64> = all_runs(&sandbox).iter().filter(|r| r.trigger == Trigger::Manual).map(|r| r.id).collect();
+    let mut sorted = accepted.clone();
+    sorted.sort();
+    assert_eq!(manual, sorted, "every 202 is a recorded run, and nothing else is");
+
+    // Killed with work running and waiting; restarted, it finishes it all.
+    host.kill();
+    let host = Host::start(&sandbox, &[]);
+    let _api = Api::ready(&sandbox, &host);
+    wait_for("every accepted run to end", Duration::from_secs(60), || {
+        all_runs(&sandbox).iter().all(|r| !matches!(r.status, RunStatus::Pending | RunStatus::Running))
+    });
+    host.stop();
+    let runs = all_runs(&sandbox);
+    for id in &accepted {
+        let rows: Vec<&RunRecord> = runs.iter().filter(|r| r.id == *id).collect();
+        assert_eq!(rows.len(), 1);
+        assert!(
+            matches!(rows[0].status, RunStatus::Succeeded | RunStatus::Abandoned),
+            "run {id}: {:?}",
+            rows[0].status
+        );
+        // Output is written once, by the one run that ended it.
+        if rows[0].status == RunStatus::Succeeded {
+            assert_eq!(text(&rows[0].stdout), "slow start\nslow end\n", "run {id}");
+        }
+    }
+    assert_eq!(
+        runs.iter().filter(|r| r.trigger == Trigger::Manual).count(),
+        accepted.len(),
+        "no run was added or lost"
+    );
+}
+
+#[test]
+fn concurrent_triggers_with_one_idempotency_key_make_one_run() {
+    let sandbox = Sandbox::new();
+    std::fs::write(sandbox.jobs().join("echo.wat"), ECHO).unwrap();
+    let host = Host::start(&sandbox, &[]);
+    let api = Api::ready(&sandbox, &host);
+    let answers: Vec<(StatusCode, i64)> = api.runtime.block_on(async {
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..24 {
+            let (http, base, token) = (api.http.clone(), api.base.clone(), api.admin.clone());
+            tasks.spawn(async move {
+                let headers = [("Idempotency-Key", "welcome-mail-user-42")];
+                let answer = send(
+                    &http,
+                    &base,
+                    Method::POST,
+                    "/api/v1/jobs/echo/trigger",
+                    Some(&token),
+                    b"hi".to_vec(),
+                    &headers,
+                )
+                .await
+                .unwrap();
+                (answer.status, answer.body["id"].as_i64().unwrap())
+            });
+        }
+        tasks.join_all().await
+    });
+    let first = answers[0].1;
+    assert!(answers.iter().all(|(_, id)| *id == first), "one run for one key: {answers:?}");
+    assert_eq!(answers.iter().filter(|(s, _)| *s == StatusCode::ACCEPTED).count(), 1, "{answers:?}");
+    assert_eq!(answers.iter().filter(|(s, _)| *s == StatusCode::OK).count(), answers.len() - 1);
+    // The CLI's --key is the same header; another job's key space is its own.
+    let out = sandbox
+        .wasmcron(&["trigger", "echo", "--key", "welcome-mail-user-42", "--listen", &host.listen])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert_eq!(text(&out.stdout).trim(), first.to_string());
+    api.wait_status(first, |s| s == "succeeded", Duration::from_secs(20));
+    assert_eq!(all_runs(&sandbox).len(), 1);
+    host.stop();
+}
