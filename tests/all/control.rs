@@ -30,6 +30,11 @@ struct Answer {
 impl Api {
     /// Waits until the host answers `/readyz` with 200.
     fn ready(sandbox: &Sandbox, host: &Host) -> Api {
+        Api::ready_with(sandbox, host, None)
+    }
+
+    /// `ready`, for a host given its admin token rather than writing one.
+    fn ready_with(sandbox: &Sandbox, host: &Host, admin: Option<&str>) -> Api {
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
         let token = |file: &str| {
             let path = sandbox.state().join(file);
@@ -38,7 +43,7 @@ impl Api {
         };
         let api = Api {
             base: format!("http://{}", host.listen),
-            admin: token("token"),
+            admin: admin.map(str::to_owned).unwrap_or_else(|| token("token")),
             read: token("token.read"),
             runtime,
             http: reqwest::Client::new(),
@@ -206,6 +211,30 @@ fn a_delayed_run_does_not_start_early_and_starts_after_a_restart() {
     api.wait_status(later, |s| s == "succeeded", Duration::from_secs(20));
     let record = run_of(&sandbox, later);
     assert!(record.started_at.unwrap() >= due);
+    host.stop();
+}
+
+/// A delayed run whose time came while the host was down follows its
+/// job's catch-up policy: with `catch_up = "none"` it is recorded missed.
+#[test]
+fn a_delayed_run_due_while_the_host_was_down_follows_catch_up() {
+    let sandbox = Sandbox::new();
+    sandbox.declare("strict", "catch_up = \"none\"\n");
+    std::fs::write(sandbox.jobs().join("strict.wat"), ECHO).unwrap();
+    let host = Host::start(&sandbox, &[]);
+    let api = Api::ready(&sandbox, &host);
+    let id = api.post("/api/v1/jobs/strict/trigger?in=1s", b"").body["id"].as_i64().unwrap();
+    let now = api.post("/api/v1/jobs/strict/trigger?in=1h", b"").body["id"].as_i64().unwrap();
+    host.stop();
+    let due = run_of(&sandbox, id).scheduled_for;
+    wait_for("the run's time to pass", Duration::from_secs(20), || chrono::Utc::now() > due);
+
+    let host = Host::start(&sandbox, &[]);
+    let api = Api::ready(&sandbox, &host);
+    let run = api.run(id);
+    assert_eq!(run["status"], "missed", "{run}");
+    assert!(run["error"].as_str().unwrap().contains("catch_up = \"none\""), "{run}");
+    assert_eq!(api.run(now)["status"], "pending", "a run not yet due still waits");
     host.stop();
 }
 
@@ -488,5 +517,131 @@ fn concurrent_triggers_with_one_idempotency_key_make_one_run() {
     assert_eq!(text(&out.stdout).trim(), first.to_string());
     api.wait_status(first, |s| s == "succeeded", Duration::from_secs(20));
     assert_eq!(all_runs(&sandbox).len(), 1);
+    host.stop();
+}
+
+#[test]
+fn the_event_stream_follows_a_run_from_recorded_to_ended() {
+    let sandbox = Sandbox::new();
+    std::fs::write(sandbox.jobs().join("echo.wat"), ECHO).unwrap();
+    std::fs::write(sandbox.jobs().join("other.wat"), ECHO).unwrap();
+    let host = Host::start(&sandbox, &[]);
+    let api = Api::ready(&sandbox, &host);
+    let stages: Vec<(String, Value)> = api.runtime.block_on(async {
+        let mut stream =
+            api.http.get(format!("{}/api/v1/events?job=echo", api.base)).bearer_auth(&api.read).send().await.unwrap();
+        assert_eq!(stream.status(), StatusCode::OK);
+        assert_eq!(stream.headers()["content-type"], "text/event-stream");
+        let trigger = |job: &str| {
+            let (http, base, token) = (api.http.clone(), api.base.clone(), api.admin.clone());
+            let path = format!("/api/v1/jobs/{job}/trigger");
+            async move { send(&http, &base, Method::POST, &path, Some(&token), Vec::new(), &[]).await.unwrap() }
+        };
+        trigger("other").await; // filtered out
+        let id = trigger("echo").await.body["id"].as_i64().unwrap();
+        let (mut buffer, mut events) = (String::new(), Vec::new());
+        while !events.iter().any(|(stage, _): &(String, Value)| stage == "ended") {
+            let chunk = tokio::time::timeout(Duration::from_secs(20), stream.chunk()).await.unwrap().unwrap().unwrap();
+            buffer.push_str(std::str::from_utf8(&chunk).unwrap());
+            while let Some(end) = buffer.find("\n\n") {
+                let message: String = buffer.drain(..end + 2).collect();
+                let field = |name: &str| message.lines().find_map(|l| l.strip_prefix(name)).map(str::to_owned);
+                if let (Some(stage), Some(data)) = (field("event: "), field("data: ")) {
+                    let data: Value = serde_json::from_str(&data).unwrap();
+                    assert_eq!((data["job"].as_str(), data["run_id"].as_i64()), (Some("echo"), Some(id)), "{data}");
+                    events.push((stage, data));
+                }
+            }
+        }
+        events
+    });
+    let names: Vec<&str> = stages.iter().map(|(stage, _)| stage.as_str()).collect();
+    assert_eq!(names, ["recorded", "started", "ended"]);
+    assert_eq!(stages[2].1["status"], "succeeded");
+    host.stop();
+}
+
+/// A body sent without a length is read up to the cap and no further.
+#[test]
+fn a_chunked_payload_past_the_cap_is_refused_without_reading_it_all() {
+    use std::io::{Read, Write};
+    let sandbox = Sandbox::new();
+    sandbox.declare("small", "[limits]\npayload = \"16B\"\n");
+    std::fs::write(sandbox.jobs().join("small.wat"), ECHO).unwrap();
+    let host = Host::start(&sandbox, &[]);
+    let api = Api::ready(&sandbox, &host);
+    let mut socket = std::net::TcpStream::connect(&host.listen).unwrap();
+    socket.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    write!(
+        socket,
+        "POST /api/v1/jobs/small/trigger HTTP/1.1\r\nHost: test\r\nAuthorization: Bearer {}\r\n\
+         Transfer-Encoding: chunked\r\n\r\n",
+        api.admin
+    )
+    .unwrap();
+    // Three chunks of 8 bytes: the third crosses the cap. Nothing ends the body.
+    for _ in 0..3 {
+        socket.write_all(b"8\r\nxxxxxxxx\r\n").unwrap();
+    }
+    let mut answer = [0u8; 512];
+    let read = socket.read(&mut answer).unwrap();
+    let answer = String::from_utf8_lossy(&answer[..read]);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("payload_too_large"), "{answer}");
+    assert!(all_runs(&sandbox).is_empty());
+    host.stop();
+}
+
+#[test]
+fn a_draining_host_is_not_ready_and_refuses_triggers() {
+    let sandbox = Sandbox::new();
+    std::fs::write(sandbox.jobs().join("slow.wat"), versioned("slow", 30_000)).unwrap();
+    let host = Host::start(&sandbox, &["--grace", "3s"]);
+    let api = Api::ready(&sandbox, &host);
+    let id = api.post("/api/v1/jobs/slow/trigger", b"").body["id"].as_i64().unwrap();
+    api.wait_status(id, |s| s == "running", Duration::from_secs(20));
+    host.signal(libc::SIGTERM);
+    wait_for("readyz to say not ready", Duration::from_secs(5), || {
+        api.call(Method::GET, "/readyz", None, Vec::new(), &[])
+            .is_ok_and(|a| a.status == StatusCode::SERVICE_UNAVAILABLE)
+    });
+    let answer = api.call(Method::GET, "/readyz", None, Vec::new(), &[]).unwrap();
+    assert_error(&answer, StatusCode::SERVICE_UNAVAILABLE, "not_ready");
+    let answer = api.post("/api/v1/jobs/slow/trigger", b"");
+    assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE, "{}", answer.body);
+    assert!(answer.headers.contains_key("retry-after"));
+    // Alive all the same, until it exits.
+    assert_eq!(api.call(Method::GET, "/healthz", None, Vec::new(), &[]).unwrap().status, StatusCode::OK);
+    let (code, log) = host.wait(Duration::from_secs(20));
+    assert_eq!(code, Some(0), "{log}");
+    assert_eq!(run_of(&sandbox, id).status, RunStatus::Cancelled);
+}
+
+#[test]
+fn a_supplied_token_replaces_the_written_one() {
+    let sandbox = Sandbox::new();
+    std::fs::write(sandbox.jobs().join("echo.wat"), ECHO).unwrap();
+    let token_file = sandbox.path("admin-token");
+    std::fs::write(&token_file, "operator-chosen-token-0123456789\n").unwrap();
+    let file = token_file.to_str().unwrap();
+    let host = Host::start(&sandbox, &["--token-file", file]);
+    let api = Api::ready_with(&sandbox, &host, Some("operator-chosen-token-0123456789"));
+    assert!(!sandbox.state().join("token").exists(), "a supplied admin token is not written down");
+    let answer =
+        api.call(Method::GET, "/api/v1/jobs", Some("operator-chosen-token-0123456789"), Vec::new(), &[]).unwrap();
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    // The CLI finds it the same way, or in WASMCRON_TOKEN.
+    let out = sandbox.wasmcron(&["trigger", "echo", "--listen", &host.listen, "--token-file", file]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let out = sandbox
+        .wasmcron(&["trigger", "echo", "--listen", &host.listen])
+        .env("WASMCRON_TOKEN", "operator-chosen-token-0123456789")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let out =
+        sandbox.wasmcron(&["trigger", "echo", "--listen", &host.listen]).env("WASMCRON_TOKEN", "x").output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    assert!(text(&out.stderr).contains("WASMCRON_TOKEN: the token is 1 characters"), "{}", describe(&out));
     host.stop();
 }

@@ -42,7 +42,7 @@ impl Host {
         let _ = self.child.wait();
     }
 
-    fn signal(&self, signal: libc::c_int) {
+    pub fn signal(&self, signal: libc::c_int) {
         // SAFETY: sending a signal to our own child process.
         assert_eq!(unsafe { libc::kill(self.child.id() as libc::pid_t, signal) }, 0);
     }
@@ -60,7 +60,7 @@ impl Host {
     }
 
     /// Waits for the host to exit; returns its exit code and log.
-    fn wait(mut self, within: Duration) -> (Option<i32>, String) {
+    pub fn wait(mut self, within: Duration) -> (Option<i32>, String) {
         let deadline = Instant::now() + within;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {

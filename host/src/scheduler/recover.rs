@@ -64,7 +64,17 @@ impl Scheduler {
             self.store.last_outcomes(names).await?.iter().map(|run| (run.job.clone(), LastRun::from(run))).collect();
         self.catch_up_with(now, None, Why::HostDown, &states).await?;
         self.end_episode();
-        for run in recovered.pending {
+        let (missed, pending): (Vec<_>, Vec<_>) =
+            recovered.pending.into_iter().partition(|run| self.missed_while_down(run, now).is_some());
+        if !missed.is_empty() {
+            let why: Vec<(i64, String)> =
+                missed.iter().map(|run| (run.id, self.missed_while_down(run, now).expect("partitioned"))).collect();
+            for (id, why) in &why {
+                tracing::info!(run_id = id, why, "delayed run missed");
+            }
+            self.store.miss_pending(why, now).await?;
+        }
+        for run in pending {
             if run.trigger == crate::record::Trigger::Manual {
                 self.triggered_waiting += 1;
             }
@@ -75,6 +85,26 @@ impl Scheduler {
             self.schedule_next(&job, now);
         }
         Ok(())
+    }
+
+    /// Why a delayed run whose time came while the host was down is not
+    /// run, if its job's catch-up policy says so: `catch_up = "none"`, or
+    /// due before `catch_up_window`. (A run waiting when the host stopped
+    /// after its time came counts as due while down too.)
+    fn missed_while_down(&self, run: &store::PendingRun, now: DateTime<Utc>) -> Option<String> {
+        if !run.delayed || run.scheduled_for > now {
+            return None;
+        }
+        let spec = &self.jobs.get(&run.job)?.spec;
+        let due = format_time(run.scheduled_for);
+        let window = chrono::Duration::from_std(spec.catch_up_window).unwrap_or(chrono::Duration::MAX);
+        if spec.catch_up == Policy::None {
+            Some(format!("due at {due} while the host was down; catch_up = \"none\""))
+        } else if now.checked_sub_signed(window).is_some_and(|start| run.scheduled_for < start) {
+            Some(format!("due at {due} while the host was down, longer ago than catch_up_window"))
+        } else {
+            None
+        }
     }
 
     /// Plans and records the catch-up of every scheduled job (or of those

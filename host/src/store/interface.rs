@@ -28,6 +28,9 @@ pub trait Store: Send + Sync + 'static {
     /// Records a triggered run, unless a run of the same job already has
     /// its idempotency key: then that run's id, and `false`.
     async fn trigger_run(&self, run: NewRun, now: DateTime<Utc>) -> Result<(i64, bool)>;
+    /// Ends pending runs as `missed`, each with why (a delayed run whose
+    /// time came while the host was down, outside its catch-up policy).
+    async fn miss_pending(&self, runs: Vec<(i64, String)>, now: DateTime<Utc>) -> Result<()>;
     /// Marks a pending run `running`, with the module version it runs on.
     async fn start_run(&self, id: i64, started_at: DateTime<Utc>, module_sha256: String) -> Result<()>;
     /// Writes how a run ended.

@@ -28,6 +28,9 @@ pub struct NewRun {
     /// A trigger's idempotency key: a second trigger of the same job with
     /// the same key is answered with the first run instead of a new one.
     pub idempotency_key: Option<String>,
+    /// When a trigger was accepted (set by `trigger_run`): a run due later
+    /// than this was delayed (`in`/`at`, `enqueue` with a delay).
+    pub triggered_at: Option<DateTime<Utc>>,
 }
 
 impl NewRun {
@@ -47,6 +50,7 @@ impl NewRun {
             payload: Vec::new(),
             parent_run: None,
             idempotency_key: None,
+            triggered_at: None,
         }
     }
 
@@ -74,6 +78,7 @@ impl NewRun {
             job: self.job,
             trigger: self.trigger,
             attempt: self.attempt,
+            delayed: self.triggered_at.is_some_and(|at| self.scheduled_for > at),
             scheduled_for: self.scheduled_for,
             payload: self.payload,
         }
@@ -126,6 +131,9 @@ pub struct PendingRun {
     pub attempt: u32,
     pub scheduled_for: DateTime<Utc>,
     pub payload: Vec<u8>,
+    /// Triggered to start later than it was accepted: if its time came
+    /// while the host was down, the job's catch-up policy decides.
+    pub delayed: bool,
 }
 
 /// Which runs to list: every filter optional, newest first, `limit` at

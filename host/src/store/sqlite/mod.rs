@@ -84,20 +84,24 @@ impl Store for SqliteStore {
     }
 
     async fn trigger_run(&self, run: NewRun, now: DateTime<Utc>) -> Result<(i64, bool)> {
+        let run = NewRun { triggered_at: Some(now), ..run };
         self.actor
             .call(move |db| {
-                let Some(key) = &run.idempotency_key else { return Ok((db.insert_run(&run)?, true)) };
-                if let Some((id, keyed_at)) = db.run_with_key(&run.job, key)? {
+                if let Some(key) = &run.idempotency_key
+                    && let Some((id, keyed_at)) = db.run_with_key(&run.job, key)?
+                {
                     if keyed_at.is_some_and(|at| at >= micros(now - KEY_WINDOW)) {
                         return Ok((id, false));
                     }
-                    db.set_keyed_at(id, None)?; // expired: the key starts a new run
+                    db.release_key(id)?; // expired: the key starts a new run
                 }
-                let id = db.insert_run(&run)?;
-                db.set_keyed_at(id, Some(now))?;
-                Ok((id, true))
+                Ok((db.insert_run(&run)?, true))
             })
             .await
+    }
+
+    async fn miss_pending(&self, runs: Vec<(i64, String)>, now: DateTime<Utc>) -> Result<()> {
+        self.actor.call(move |db| db.miss_pending(&runs, now)).await
     }
 
     async fn start_run(&self, id: i64, started_at: DateTime<Utc>, module_sha256: String) -> Result<()> {

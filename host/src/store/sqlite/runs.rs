@@ -23,8 +23,8 @@ impl Db {
         self.conn
             .prepare_cached(
                 "INSERT INTO runs (job, status, trigger, attempt, scheduled_for, started_at, ended_at, error,
-                                   module_sha256, payload, parent_run, idempotency_key)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                                   module_sha256, payload, parent_run, idempotency_key, triggered_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
             )
             .and_then(|mut insert| {
                 insert.execute(params![
@@ -40,6 +40,7 @@ impl Db {
                     run.payload,
                     run.parent_run,
                     run.idempotency_key,
+                    run.triggered_at.map(micros),
                 ])
             })
             .map_err(|e| self.error(e))?;
@@ -49,20 +50,32 @@ impl Db {
     /// The run of `job` holding idempotency `key`, if any, and when it took it.
     pub fn run_with_key(&self, job: &str, key: &str) -> Result<Option<(i64, Option<i64>)>> {
         self.conn
-            .prepare_cached("SELECT id, keyed_at FROM runs WHERE job = ?1 AND idempotency_key = ?2")
+            .prepare_cached("SELECT id, triggered_at FROM runs WHERE job = ?1 AND idempotency_key = ?2")
             .and_then(|mut select| select.query_row(params![job, key], |row| Ok((row.get(0)?, row.get(1)?))).optional())
             .map_err(|e| self.error(e))
     }
 
-    /// Gives run `id` its idempotency key's time, or (`None`) lets go of its key.
-    pub fn set_keyed_at(&self, id: i64, at: Option<DateTime<Utc>>) -> Result<()> {
+    /// Lets go of run `id`'s idempotency key, once it has expired.
+    pub fn release_key(&self, id: i64) -> Result<()> {
         self.conn
-            .prepare_cached(
-                "UPDATE runs SET keyed_at = ?2, idempotency_key = CASE WHEN ?2 IS NULL THEN NULL ELSE idempotency_key END
-                 WHERE id = ?1",
-            )
-            .and_then(|mut update| update.execute(params![id, at.map(micros)]))
+            .prepare_cached("UPDATE runs SET idempotency_key = NULL WHERE id = ?1")
+            .and_then(|mut update| update.execute([id]))
             .map_err(|e| self.error(e))?;
+        Ok(())
+    }
+
+    /// Ends pending runs as `missed`, each with why; runs no longer
+    /// pending are left alone.
+    pub fn miss_pending(&self, runs: &[(i64, String)], now: DateTime<Utc>) -> Result<()> {
+        let mut update = self
+            .conn
+            .prepare_cached(
+                "UPDATE runs SET status = 'missed', ended_at = ?2, error = ?3 WHERE id = ?1 AND status = 'pending'",
+            )
+            .map_err(|e| self.error(e))?;
+        for (id, why) in runs {
+            update.execute(params![id, micros(now), why]).map_err(|e| self.error(e))?;
+        }
         Ok(())
     }
 
@@ -180,7 +193,7 @@ impl Db {
         let mut statement = self
             .conn
             .prepare(
-                "SELECT id, job, trigger, attempt, scheduled_for, payload FROM runs
+                "SELECT id, job, trigger, attempt, scheduled_for, payload, triggered_at FROM runs
                  WHERE status = 'pending' ORDER BY scheduled_for, id",
             )
             .map_err(|e| self.error(e))?;
@@ -193,13 +206,15 @@ impl Db {
                     row.get::<_, u32>(3)?,
                     row.get::<_, i64>(4)?,
                     row.get::<_, Vec<u8>>(5)?,
+                    row.get::<_, Option<i64>>(6)?,
                 ))
             })
             .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
             .map_err(|e| self.error(e))?;
         rows.into_iter()
-            .map(|(id, job, trigger, attempt, scheduled_for, payload)| {
+            .map(|(id, job, trigger, attempt, scheduled_for, payload, triggered_at)| {
                 Ok(PendingRun {
+                    delayed: triggered_at.is_some_and(|at| scheduled_for > at),
                     trigger: trigger.parse().map_err(|_| self.corrupt(id, "trigger", &trigger))?,
                     scheduled_for: from_micros(scheduled_for)
                         .ok_or_else(|| self.corrupt(id, "scheduled_for", scheduled_for))?,

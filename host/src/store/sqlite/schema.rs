@@ -95,8 +95,8 @@ pub(super) const MIGRATIONS: &[&str] = &[
         FROM job_state;
     DROP TABLE job_state;
     ALTER TABLE job_state_v4 RENAME TO job_state;",
-    // 5: when an idempotency key was taken: a key holds for `KEY_WINDOW`,
-    // then a trigger with it starts a new run.
-    "ALTER TABLE runs ADD COLUMN keyed_at INTEGER;
-    UPDATE runs SET keyed_at = scheduled_for WHERE idempotency_key IS NOT NULL;",
+    // 5: when a trigger was accepted: its idempotency key holds for
+    // `KEY_WINDOW` from then, and a run due later than it was delayed.
+    "ALTER TABLE runs ADD COLUMN triggered_at INTEGER;
+    UPDATE runs SET triggered_at = scheduled_for WHERE trigger = 'manual';",
 ];
