@@ -308,7 +308,39 @@ fn pause_and_resume_over_http() {
         api.get("/api/v1/jobs/tick").body["paused"] == false
     });
     assert_error(&api.post("/api/v1/jobs/nope/pause", b""), StatusCode::NOT_FOUND, "unknown_job");
+
+    // The CLI asks the running host: the view shows it at once.
+    let out = sandbox.wasmcron(&["pause", "tick", "--listen", &host.listen]).output().unwrap();
+    assert_eq!((out.status.code(), text(&out.stdout)), (Some(0), "tick paused\n".into()), "{}", describe(&out));
+    assert_eq!(api.get("/api/v1/jobs/tick").body["paused"], true);
     host.stop();
+    // With no host, it is recorded for the next start.
+    let out = sandbox.wasmcron(&["resume", "tick", "--listen", &host_listen_gone()]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert!(text(&out.stdout).contains("no host is running"), "{}", describe(&out));
+    let host = Host::start(&sandbox, &[]);
+    let api = Api::ready(&sandbox, &host);
+    assert_eq!(api.get("/api/v1/jobs/tick").body["paused"], false);
+    host.stop();
+}
+
+/// An address nothing listens on.
+fn host_listen_gone() -> String {
+    format!("127.0.0.1:{}", crate::support::free_port())
+}
+
+#[test]
+fn listening_beyond_loopback_warns_and_the_cli_still_finds_the_host() {
+    let sandbox = Sandbox::new();
+    std::fs::write(sandbox.jobs().join("echo.wat"), ECHO).unwrap();
+    let listen = format!("0.0.0.0:{}", crate::support::free_port());
+    let mut local = Host::start(&sandbox, &["--listen", &listen]);
+    local.listen = format!("127.0.0.1:{}", listen.rsplit(':').next().unwrap());
+    let _api = Api::ready(&sandbox, &local);
+    let out = sandbox.wasmcron(&["trigger", "echo", "--listen", &listen]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let log = local.stop();
+    assert!(log.contains("plain HTTP") && log.contains("reverse proxy"), "{log}");
 }
 
 #[test]

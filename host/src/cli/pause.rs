@@ -1,9 +1,14 @@
 //! `wasmcron pause JOB` and `wasmcron resume JOB`: a paused job does not
-//! fire (its fires are not recorded) until resumed; a running host reads
-//! the flag at each fire, so no restart is needed.
+//! fire (its fires are not recorded) until resumed. With a host running,
+//! it is asked over its API, and its jobs view shows the change at once;
+//! with none, the flag is written to the store, where the next host start
+//! (or a running host, at the job's next fire) reads it.
 
 use std::process::ExitCode;
 
+use reqwest::Method;
+
+use super::client::{Client, Failure};
 use super::{CONFIG_ERROR, Globals};
 use crate::config;
 
@@ -14,6 +19,19 @@ pub struct Args {
 }
 
 pub fn run(globals: &Globals, args: Args, paused: bool) -> anyhow::Result<ExitCode> {
+    let done = |how: &str| {
+        println!("{} {}{how}", args.job, if paused { "paused" } else { "resumed" });
+        Ok(ExitCode::SUCCESS)
+    };
+    // A host that ran here left its token: ask it first.
+    if let Ok(client) = Client::new(globals) {
+        let path = format!("/api/v1/jobs/{}/{}", args.job, if paused { "pause" } else { "resume" });
+        match super::block_on(client.send(Method::POST, &path, &[], &[], Vec::new()))? {
+            Ok(_) => return done(""),
+            Err(Failure::NoHost { .. }) => {}
+            Err(failure) => return Ok(failure.report(None)),
+        }
+    }
     let loaded = config::load_dir(&globals.jobs)?;
     if !loaded.jobs.iter().any(|j| j.name == args.job) {
         eprintln!("error: no job named {:?} in {}; see `wasmcron jobs`", args.job, globals.jobs.display());
@@ -21,6 +39,5 @@ pub fn run(globals: &Globals, args: Args, paused: bool) -> anyhow::Result<ExitCo
     }
     let url = globals.store_url()?;
     super::block_on(async { url.open().await?.set_paused(args.job.clone(), paused).await })??;
-    println!("{} {}", args.job, if paused { "paused" } else { "resumed" });
-    Ok(ExitCode::SUCCESS)
+    done(" (no host is running: recorded for its next start)")
 }

@@ -208,7 +208,10 @@ impl Scheduler {
         if let Some(slot) = self.jobs.get_mut(&job) {
             slot.paused = paused;
         }
+        // Shown before the answer: whoever paused it reads it back paused.
         self.view_changed = true;
+        self.view_published = None;
+        self.publish_view();
         tracing::info!(job = %job, paused, "job paused or resumed, as asked");
         Ok(())
     }
