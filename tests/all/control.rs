@@ -392,7 +392,13 @@ fn tokens_guard_the_api_and_errors_are_json() {
     // 404s, 400s: a JSON error that names the thing.
     assert_error(&api.post("/api/v1/jobs/nope/trigger", b""), StatusCode::NOT_FOUND, "unknown_job");
     assert_error(&api.get("/api/v1/runs/424242"), StatusCode::NOT_FOUND, "no_such_run");
-    assert_error(&api.get("/api/v1/runs/forty-two"), StatusCode::BAD_REQUEST, "bad_request");
+    let answer = api.get("/api/v1/runs/forty-two");
+    assert_error(&answer, StatusCode::BAD_REQUEST, "bad_request");
+    assert!(
+        answer.body["error"]["message"].as_str().unwrap().contains("\"forty-two\" is not a run id"),
+        "{}",
+        answer.body
+    );
     let answer = api.post("/api/v1/jobs/small/trigger?in=soon", b"");
     assert_error(&answer, StatusCode::BAD_REQUEST, "bad_request");
     assert!(

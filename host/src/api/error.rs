@@ -120,3 +120,71 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for QueryArgs<T> {
         }
     }
 }
+
+/// A run id from the path: a whole number, or a `400` that says so.
+pub struct RunId(pub i64);
+
+impl<S: Send + Sync> FromRequestParts<S> for RunId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let PathArg(params) =
+            PathArg::<std::collections::BTreeMap<String, String>>::from_request_parts(parts, state).await?;
+        let text = params.get("id").map(String::as_str).unwrap_or_default();
+        text.parse().map(RunId).map_err(|_| {
+            ApiError::bad_request(format!("{text:?} is not a run id; run ids are whole numbers (see GET /api/v1/runs)"))
+        })
+    }
+}
+
+/// A handler that panicked: a `500` in the usual shape, and the detail
+/// only in the log.
+pub fn panicked(detail: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let detail = detail
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| detail.downcast_ref::<&str>().copied())
+        .unwrap_or("(no message)");
+    tracing::error!(detail, "an API handler panicked");
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+        "the host failed to answer this request; its log says why",
+    )
+    .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panic_is_a_json_500_without_its_detail() {
+        let response = panicked(Box::new("index out of bounds: secret detail".to_owned()));
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = axum::body::to_bytes(response.into_body(), 4096).await.unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["error"]["code"], "internal");
+        assert!(!body.to_string().contains("secret"), "{body}");
+    }
+
+    #[test]
+    fn command_errors_map_to_their_statuses() {
+        let cases = [
+            (CommandError::UnknownJob("x".into()), StatusCode::NOT_FOUND, "unknown_job"),
+            (CommandError::QueueFull { queued: 3 }, StatusCode::TOO_MANY_REQUESTS, "queue_full"),
+            (
+                CommandError::Store("disk I/O error at /secret/path".into()),
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_unavailable",
+            ),
+            (CommandError::ShuttingDown, StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
+        ];
+        for (error, status, code) in cases {
+            let api = ApiError::from(error);
+            assert_eq!((api.status, api.code), (status, code));
+            assert!(!api.message.contains("/secret/path"), "store detail stays in the log: {}", api.message);
+        }
+        assert_eq!(ApiError::from(CommandError::QueueFull { queued: 3 }).retry_after, Some(1));
+    }
+}

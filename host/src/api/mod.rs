@@ -75,6 +75,7 @@ pub fn app(state: ApiState) -> Router {
         .fold(api, |router, (_, path, route)| router.route(path, route))
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method)
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(error::panicked))
         .with_state(state)
 }
 
