@@ -5,7 +5,8 @@
 //! answer an in-process host gives — success, each error the tests can
 //! provoke, before start and after stop — is a documented status with the
 //! documented headers and body; the event stream sends the documented
-//! events; and its own examples fit its schemas.
+//! events; its own examples fit its schemas; and the README's API
+//! reference lists every operation.
 
 mod answers;
 mod checker;
@@ -13,13 +14,13 @@ mod document;
 mod events;
 mod host;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use axum::body::Body;
 use serde_json::Value;
 use wasmcron::scheduler::SchedulerConfig;
 
-use crate::support::{ECHO, Sandbox, fixture};
+use crate::support::{ECHO, Sandbox, fixture, repo_root};
 use checker::Checker;
 use document::{Document, encode, example_of};
 use host::{ADMIN, Host, request};
@@ -119,6 +120,37 @@ fn the_documents_examples_fit_its_schemas() {
         }
     }
     assert!(checked > 30, "only {checked} examples found");
+}
+
+#[test]
+fn the_readme_api_reference_lists_every_operation() {
+    let document = Document::served();
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    let (_, section) =
+        readme.split_once("\n### API reference\n").expect("README.md has a section \"### API reference\"");
+    let section = section.split("\n#").next().unwrap_or_default();
+    let mut listed = BTreeMap::new();
+    for line in section.lines().filter(|line| line.starts_with('|')) {
+        let cells: Vec<String> = line.trim_matches('|').split('|').map(|c| c.trim().replace('`', "")).collect();
+        if cells[0] == "Method" || cells[0].starts_with("---") {
+            continue;
+        }
+        let statuses: BTreeSet<u16> = cells
+            .last()
+            .unwrap()
+            .split(|c: char| !c.is_ascii_digit())
+            .filter_map(|number| number.parse().ok())
+            .filter(|status| (200..300).contains(status))
+            .collect();
+        listed.insert(format!("{} {}", cells[0], cells[1]), statuses);
+    }
+    for operation in document.operations() {
+        let success: BTreeSet<u16> = operation.statuses().into_iter().filter(|s| (200..300).contains(s)).collect();
+        let row = listed.remove(&operation.name());
+        let row = row.unwrap_or_else(|| panic!("README.md's API reference does not list {}", operation.name()));
+        assert_eq!(row, success, "README.md's API reference: the success statuses of {}", operation.name());
+    }
+    assert!(listed.is_empty(), "README.md's API reference lists operations the document does not: {listed:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
