@@ -101,7 +101,9 @@ async fn the_event_stream_sends_the_documented_events() {
         serde_json::from_str::<Value>(data).unwrap()
     };
     let expected: BTreeSet<String> =
-        ["fired", "recorded", "started", "ended", "echo started", "echo ended"].map(String::from).into();
+        ["fired", "recorded", "started", "ended", "echo recorded", "echo started", "echo ended"]
+            .map(String::from)
+            .into();
     let mut kinds = BTreeSet::new();
     while !kinds.is_superset(&expected) {
         let (kind, data) = all.next().await.expect("the stream goes on while the host runs");
@@ -112,7 +114,6 @@ async fn the_event_stream_sends_the_documented_events() {
             kinds.insert(kind);
         }
     }
-    assert!(!kinds.contains("echo recorded"), "a triggered run sends started and ended only, as documented");
     loop {
         let (kind, data) = echo.next().await.expect("the stream goes on while the host runs");
         let data = check(&kind, &data);
