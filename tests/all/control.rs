@@ -368,6 +368,11 @@ fn tokens_guard_the_api_and_errors_are_json() {
         "unauthorized",
     );
     assert_error(&call(Method::POST, "/api/v1/jobs/small/trigger", None), StatusCode::UNAUTHORIZED, "unauthorized");
+    // The scheme's name is not case-sensitive (RFC 9110).
+    let answer = api
+        .call(Method::GET, "/api/v1/jobs", None, Vec::new(), &[("authorization", &format!("bearer {}", api.read))])
+        .unwrap();
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
     // The read-only token reads, and may change nothing.
     assert_eq!(call(Method::GET, "/api/v1/jobs", Some(&api.read)).status, StatusCode::OK);
     assert_eq!(call(Method::GET, "/api/v1/runs", Some(&api.read)).status, StatusCode::OK);
@@ -514,6 +519,34 @@ fn a_flood_gets_429s_and_every_accepted_run_ends_exactly_once_across_a_kill() {
     );
 }
 
+/// A repeated request is answered with its run even while the queue is
+/// full: it asks for no new run.
+#[test]
+fn a_repeated_key_is_answered_while_the_queue_is_full() {
+    let sandbox = Sandbox::new();
+    std::fs::write(sandbox.jobs().join("echo.wat"), ECHO).unwrap();
+    let host = Host::start(&sandbox, &["--max-queued", "1"]);
+    let api = Api::ready(&sandbox, &host);
+    let keyed = |key: &str| {
+        api.call(
+            Method::POST,
+            "/api/v1/jobs/echo/trigger?in=1h",
+            Some(&api.admin),
+            Vec::new(),
+            &[("Idempotency-Key", key)],
+        )
+        .unwrap()
+    };
+    let first = keyed("order-1");
+    assert_eq!(first.status, StatusCode::ACCEPTED, "{}", first.body);
+    assert_error(&api.post("/api/v1/jobs/echo/trigger", b""), StatusCode::TOO_MANY_REQUESTS, "queue_full");
+    let again = keyed("order-1");
+    assert_eq!((again.status, &again.body["id"]), (StatusCode::OK, &first.body["id"]), "{}", again.body);
+    assert_error(&keyed("order-2"), StatusCode::TOO_MANY_REQUESTS, "queue_full");
+    assert_eq!(all_runs(&sandbox).len(), 1);
+    host.stop();
+}
+
 #[test]
 fn concurrent_triggers_with_one_idempotency_key_make_one_run() {
     let sandbox = Sandbox::new();
@@ -572,13 +605,17 @@ fn the_event_stream_follows_a_run_from_recorded_to_ended() {
         assert_eq!(stream.headers()["content-type"], "text/event-stream");
         let trigger = |job: &str| {
             let (http, base, token) = (api.http.clone(), api.base.clone(), api.admin.clone());
-            let path = format!("/api/v1/jobs/{job}/trigger");
+            let path = match job.split_once('?') {
+                Some((job, query)) => format!("/api/v1/jobs/{job}/trigger?{query}"),
+                None => format!("/api/v1/jobs/{job}/trigger"),
+            };
             async move { send(&http, &base, Method::POST, &path, Some(&token), Vec::new(), &[]).await.unwrap() }
         };
         trigger("other").await; // filtered out
         let id = trigger("echo").await.body["id"].as_i64().unwrap();
         let (mut buffer, mut events) = (String::new(), Vec::new());
-        while !events.iter().any(|(stage, _): &(String, Value)| stage == "ended") {
+        let mut ended = 0;
+        while ended < 2 {
             let chunk = tokio::time::timeout(Duration::from_secs(20), stream.chunk()).await.unwrap().unwrap().unwrap();
             buffer.push_str(std::str::from_utf8(&chunk).unwrap());
             while let Some(end) = buffer.find("\n\n") {
@@ -586,16 +623,28 @@ fn the_event_stream_follows_a_run_from_recorded_to_ended() {
                 let field = |name: &str| message.lines().find_map(|l| l.strip_prefix(name)).map(str::to_owned);
                 if let (Some(stage), Some(data)) = (field("event: "), field("data: ")) {
                     let data: Value = serde_json::from_str(&data).unwrap();
-                    assert_eq!((data["job"].as_str(), data["run_id"].as_i64()), (Some("echo"), Some(id)), "{data}");
+                    assert_eq!(data["job"], "echo", "{data}");
+                    if stage == "ended" {
+                        ended += 1;
+                        if ended == 1 {
+                            // Then a delayed run, cancelled before it starts: it ends too.
+                            let delayed = trigger("echo?in=1h").await.body["id"].as_i64().unwrap();
+                            let path = format!("/api/v1/runs/{delayed}/cancel");
+                            let (http, base, token) = (&api.http, &api.base, &api.admin);
+                            send(http, base, Method::POST, &path, Some(token), Vec::new(), &[]).await.unwrap();
+                        }
+                    }
                     events.push((stage, data));
                 }
             }
         }
+        assert!(events[..3].iter().all(|(_, data)| data["run_id"] == id), "{events:?}");
         events
     });
     let names: Vec<&str> = stages.iter().map(|(stage, _)| stage.as_str()).collect();
-    assert_eq!(names, ["recorded", "started", "ended"]);
+    assert_eq!(names, ["recorded", "started", "ended", "recorded", "ended"]);
     assert_eq!(stages[2].1["status"], "succeeded");
+    assert_eq!(stages[4].1["status"], "cancelled");
     host.stop();
 }
 

@@ -121,6 +121,12 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for QueryArgs<T> {
     }
 }
 
+/// The query of a route that takes no parameters: any is a `400`, as on
+/// the routes that take some.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoParams {}
+
 /// A run id from the path: a whole number, or a `400` that says so.
 pub struct RunId(pub i64);
 

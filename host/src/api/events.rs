@@ -3,7 +3,8 @@
 //! [`EventFeed`] is an observer on the scheduler: it hands each event to a
 //! broadcast channel, or does nothing while nobody listens. Each stream
 //! subscribes to it; one that falls too far behind is told how many events
-//! it missed (event `lagged`) and goes on from the newest.
+//! it missed (event `lagged`, data `{"missed": N}`, of any job) and goes on
+//! from the newest.
 
 use std::convert::Infallible;
 use std::time::Duration;

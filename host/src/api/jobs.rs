@@ -10,10 +10,10 @@ use chrono::{DateTime, Utc};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde::{Deserialize, Serialize};
 
-use super::error::{PathArg, QueryArgs};
+use super::error::{NoParams, PathArg, QueryArgs};
 use super::{ApiError, ApiState};
 use crate::record::format_time;
-use crate::scheduler::{CommandError, JobView, TriggerRequest};
+use crate::scheduler::{CommandError, JobView, TriggerRequest, Triggered};
 use crate::units;
 
 /// Fires listed for one job.
@@ -21,7 +21,7 @@ const NEXT_FIRES: usize = 5;
 /// The longest idempotency key taken.
 const MAX_KEY_LENGTH: usize = 200;
 
-pub async fn list(State(state): State<ApiState>) -> Response {
+pub async fn list(State(state): State<ApiState>, _: QueryArgs<NoParams>) -> Response {
     Json(state.handle.jobs().borrow().clone()).into_response()
 }
 
@@ -33,7 +33,11 @@ struct JobDetail {
     next_fires: Vec<String>,
 }
 
-pub async fn show(State(state): State<ApiState>, PathArg(name): PathArg<String>) -> Result<Response, ApiError> {
+pub async fn show(
+    State(state): State<ApiState>,
+    PathArg(name): PathArg<String>,
+    _: QueryArgs<NoParams>,
+) -> Result<Response, ApiError> {
     let job = find(&state, &name)?;
     let next_fires = match (&job.schedule, job.next_fire) {
         (Some(text), Some(first)) if !job.paused => crate::schedule::parse_timezone(&job.timezone)
@@ -135,7 +139,18 @@ pub async fn trigger(
     let at = when.resolve()?;
     let key = idempotency_key(&headers)?;
     let payload = read_payload(&job, &headers, body).await?;
-    let triggered = state.handle.trigger(TriggerRequest { job: name.clone(), payload, at, key }).await?;
+    let request = TriggerRequest { job: name.clone(), payload, at, key: key.clone() };
+    let triggered = match (state.handle.trigger(request).await, key) {
+        // A full queue takes no new run, but a repeat of one it took is
+        // still answered with that run.
+        (Err(CommandError::QueueFull { queued }), Some(key)) => {
+            match state.store.keyed_run(name.clone(), key, Utc::now()).await? {
+                Some(id) => Triggered { run_id: id, created: false },
+                None => return Err(CommandError::QueueFull { queued }.into()),
+            }
+        }
+        (answer, _) => answer?,
+    };
     let status = if triggered.created { StatusCode::ACCEPTED } else { StatusCode::OK };
     let location = HeaderValue::try_from(format!("/api/v1/runs/{}", triggered.run_id)).expect("digits");
     let body = Accepted { id: triggered.run_id, job: name, created: triggered.created };
@@ -148,7 +163,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
         value.to_str().ok().map(str::trim).filter(|key| !key.is_empty() && key.len() <= MAX_KEY_LENGTH).ok_or_else(
             || {
                 ApiError::bad_request(format!(
-                    "Idempotency-Key: give 1 to {MAX_KEY_LENGTH} visible ASCII characters (a UUID, say)"
+                    "Idempotency-Key: give 1 to {MAX_KEY_LENGTH} printable ASCII characters (a UUID, say)"
                 ))
             },
         )?;
@@ -186,11 +201,19 @@ struct Paused {
     paused: bool,
 }
 
-pub async fn pause(state: State<ApiState>, name: PathArg<String>) -> Result<Response, ApiError> {
+pub async fn pause(
+    state: State<ApiState>,
+    name: PathArg<String>,
+    _: QueryArgs<NoParams>,
+) -> Result<Response, ApiError> {
     set_paused(state, name, true).await
 }
 
-pub async fn resume(state: State<ApiState>, name: PathArg<String>) -> Result<Response, ApiError> {
+pub async fn resume(
+    state: State<ApiState>,
+    name: PathArg<String>,
+    _: QueryArgs<NoParams>,
+) -> Result<Response, ApiError> {
     set_paused(state, name, false).await
 }
 

@@ -121,11 +121,14 @@ async fn readyz(axum::extract::State(state): axum::extract::State<ApiState>) -> 
     };
     match reason {
         None => axum::Json(serde_json::json!({ "status": "ready" })).into_response(),
-        Some(reason) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", reason).into_response(),
+        Some(reason) => {
+            ApiError { retry_after: Some(1), ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", reason) }
+                .into_response()
+        }
     }
 }
 
-async fn openapi() -> Response {
+async fn openapi(_: error::QueryArgs<error::NoParams>) -> Response {
     ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
 }
 

@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::error::{QueryArgs, RunId};
+use super::error::{NoParams, QueryArgs, RunId};
 use super::{ApiError, ApiState};
 use crate::record::{RunRecord, RunStatus, Trigger};
 use crate::scheduler::CommandError;
@@ -135,7 +135,11 @@ async fn find(state: &ApiState, id: i64) -> Result<RunRecord, ApiError> {
     state.store.run(id).await?.ok_or_else(|| CommandError::NoSuchRun(id).into())
 }
 
-pub async fn show(State(state): State<ApiState>, RunId(id): RunId) -> Result<Response, ApiError> {
+pub async fn show(
+    State(state): State<ApiState>,
+    RunId(id): RunId,
+    _: QueryArgs<NoParams>,
+) -> Result<Response, ApiError> {
     Ok(Json(RunBody::from(find(&state, id).await?)).into_response())
 }
 
@@ -150,7 +154,11 @@ struct Output {
     output_dropped: u64,
 }
 
-pub async fn output(State(state): State<ApiState>, RunId(id): RunId) -> Result<Response, ApiError> {
+pub async fn output(
+    State(state): State<ApiState>,
+    RunId(id): RunId,
+    _: QueryArgs<NoParams>,
+) -> Result<Response, ApiError> {
     let run = find(&state, id).await?;
     Ok(Json(Output {
         id: run.id,
@@ -170,7 +178,11 @@ struct Cancelling {
 
 /// A pending or delayed run is cancelled at once; a running one is
 /// stopped, and recorded `cancelled` when its guest has stopped.
-pub async fn cancel(State(state): State<ApiState>, RunId(id): RunId) -> Result<Response, ApiError> {
+pub async fn cancel(
+    State(state): State<ApiState>,
+    RunId(id): RunId,
+    _: QueryArgs<NoParams>,
+) -> Result<Response, ApiError> {
     state.handle.cancel(id).await?;
     Ok((StatusCode::ACCEPTED, Json(Cancelling { id })).into_response())
 }
@@ -181,7 +193,11 @@ struct Retried {
     parent_run: i64,
 }
 
-pub async fn retry(State(state): State<ApiState>, RunId(id): RunId) -> Result<Response, ApiError> {
+pub async fn retry(
+    State(state): State<ApiState>,
+    RunId(id): RunId,
+    _: QueryArgs<NoParams>,
+) -> Result<Response, ApiError> {
     let new = state.handle.retry(id).await?;
     let location = HeaderValue::try_from(format!("/api/v1/runs/{new}")).expect("digits");
     Ok((StatusCode::ACCEPTED, [(header::LOCATION, location)], Json(Retried { id: new, parent_run: id }))

@@ -8,7 +8,7 @@ use super::handle::{Command, CommandError, Reply, TriggerRequest, Triggered};
 use super::{Scheduler, TimerKind};
 use crate::events::{RunEvent, Stage};
 use crate::record::{RunStatus, Trigger};
-use crate::store::{Cancelled, NewRun, StoreError};
+use crate::store::{Cancelled, NewRun, PendingRun, StoreError};
 
 /// A trigger whose row is being written; answered once the write is
 /// durable (or failed). Triggers are written concurrently, so that many
@@ -144,7 +144,9 @@ impl Scheduler {
         }
         match self.store.cancel_pending(id, self.clock.now()).await.map_err(store_error)? {
             Cancelled::WasPending => {
-                self.forget_waiting(id);
+                if let Some(run) = self.forget_waiting(id) {
+                    self.emit_not_run(&run, RunStatus::Cancelled);
+                }
                 tracing::info!(run_id = id, "cancelled before it started, as asked");
                 Ok(())
             }
@@ -154,8 +156,8 @@ impl Scheduler {
     }
 
     /// Drops a cancelled run from wherever it waits: the ready queue, a
-    /// timer, or a job's `overlap = "queue"` slot.
-    fn forget_waiting(&mut self, id: i64) {
+    /// timer, or a job's `overlap = "queue"` slot; the run, if found.
+    fn forget_waiting(&mut self, id: i64) -> Option<PendingRun> {
         let mut forgotten = None;
         if let Some(index) = self.ready.iter().position(|run| run.id == id) {
             let run = self.ready.remove(index).expect("found");
@@ -177,9 +179,24 @@ impl Scheduler {
         if forgotten.is_none() {
             forgotten = self.jobs.values_mut().find_map(|slot| slot.queued.take_if(|run| run.id == id));
         }
-        if let Some(run) = forgotten {
-            self.left_waiting(&run);
+        if let Some(run) = &forgotten {
+            self.left_waiting(run);
         }
+        forgotten
+    }
+
+    /// The `Ended` event of a run that ended without starting.
+    pub(super) fn emit_not_run(&self, run: &PendingRun, status: RunStatus) {
+        self.events.emit(|| RunEvent {
+            stage: Stage::Ended,
+            job: run.job.clone(),
+            run_id: Some(run.id),
+            trigger: run.trigger,
+            attempt: run.attempt,
+            scheduled_for: run.scheduled_for,
+            at: self.clock.now(),
+            status: Some(status),
+        });
     }
 
     async fn retry(&mut self, id: i64, reply: Reply<i64>) {

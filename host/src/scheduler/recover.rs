@@ -73,6 +73,7 @@ impl Scheduler {
                 tracing::info!(run_id = id, why, "delayed run missed");
             }
             self.store.miss_pending(why, now).await?;
+            missed.iter().for_each(|run| self.emit_not_run(run, RunStatus::Missed));
         }
         for run in pending {
             if run.trigger == crate::record::Trigger::Manual {

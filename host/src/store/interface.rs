@@ -51,6 +51,8 @@ pub trait Store: Send + Sync + 'static {
     // Reading history.
 
     async fn run(&self, id: i64) -> Result<Option<RunRecord>>;
+    /// The run of `job` holding idempotency `key` taken within `KEY_WINDOW` of `now`.
+    async fn keyed_run(&self, job: String, key: String, now: DateTime<Utc>) -> Result<Option<i64>>;
     /// The payload run `id` was given (empty if there is no such run).
     async fn run_payload(&self, id: i64) -> Result<Vec<u8>>;
     /// Runs matching `query`, newest first.

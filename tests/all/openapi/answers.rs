@@ -101,7 +101,7 @@ async fn refusals(checker: &mut Checker<'_>, operation: &Operation<'_>) {
         let uri = operation.path_with(parameter["name"].as_str(), malformed);
         checker.expect_error(admin(method, &uri), 400, "bad_request").await;
     }
-    if !operation.query_names().is_empty() {
+    if operation.secured() || !operation.query_names().is_empty() {
         checker.expect_error(admin(method, &format!("{path}?{PROBE}=1")), 400, "bad_request").await;
     }
 }

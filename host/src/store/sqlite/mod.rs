@@ -128,6 +128,15 @@ impl Store for SqliteStore {
         self.actor.call_one(move |db| db.run(id)).await
     }
 
+    async fn keyed_run(&self, job: String, key: String, now: DateTime<Utc>) -> Result<Option<i64>> {
+        self.actor
+            .call_one(move |db| {
+                let held = db.run_with_key(&job, &key)?;
+                Ok(held.filter(|(_, at)| at.is_some_and(|at| at >= micros(now - KEY_WINDOW))).map(|(id, _)| id))
+            })
+            .await
+    }
+
     async fn run_payload(&self, id: i64) -> Result<Vec<u8>> {
         self.actor.call_one(move |db| db.payload(id)).await
     }

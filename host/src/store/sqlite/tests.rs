@@ -153,11 +153,16 @@ async fn a_trigger_with_a_known_key_returns_the_first_run() {
     let (other_job, new) = store.trigger_run(keyed("b", "k1"), now).await.unwrap();
     assert!(new && other_job != first, "keys are per job");
 
+    assert_eq!(store.keyed_run("a".into(), "k1".into(), within).await.unwrap(), Some(first));
+    assert_eq!(store.keyed_run("a".into(), "k2".into(), within).await.unwrap(), None);
+
     // Past the window the key is free: a new run, which holds it from then.
     let later = now + KEY_WINDOW + chrono::TimeDelta::seconds(1);
     let (second, new) = store.trigger_run(keyed("a", "k1"), later).await.unwrap();
     assert!(new && second != first, "{second} {first}");
     assert_eq!(store.trigger_run(keyed("a", "k1"), later).await.unwrap(), (second, false));
+    let much_later = later + KEY_WINDOW + chrono::TimeDelta::seconds(1);
+    assert_eq!(store.keyed_run("a".into(), "k1".into(), much_later).await.unwrap(), None);
 }
 
 #[tokio::test]
