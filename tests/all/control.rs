@@ -382,6 +382,14 @@ fn tokens_guard_the_api_and_errors_are_json() {
         assert_error(&call(Method::POST, path, Some(&api.read)), StatusCode::FORBIDDEN, "forbidden");
     }
     assert!(all_runs(&sandbox).is_empty(), "nothing was triggered");
+    // The real binary serves the document the in-process check keeps true
+    // (tests/all/openapi.rs), and it names every route the binary routes.
+    let served = call(Method::GET, "/api/v1/openapi.json", Some(&api.read));
+    assert_eq!(served.status, StatusCode::OK);
+    assert_eq!(served.body, serde_json::from_str::<Value>(wasmcron::api::OPENAPI).unwrap());
+    for (method, path, _) in wasmcron::api::routes() {
+        assert!(served.body["paths"][path][method.to_lowercase()].is_object(), "{method} {path} is not documented");
+    }
     // Health needs no token.
     assert_eq!(call(Method::GET, "/healthz", None).status, StatusCode::OK);
     assert_eq!(call(Method::GET, "/readyz", None).status, StatusCode::OK);
