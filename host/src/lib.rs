@@ -7,7 +7,8 @@
 //! compiled modules), `watcher` (file events → debounced batches),
 //! `scheduler` (timers, dispatch, retries, catch-up, reload; reached
 //! through its `Handle`), `events` (run lifecycle observers), `jobhost`
-//! (the job world's host calls), `cli`. `schedule`, `store` and `runtime`
+//! (the job world's host calls), `api` (the HTTP control plane: routes,
+//! tokens, the event stream), `cli`. `schedule`, `store` and `runtime`
 //! are leaves; `record` and `units` are shared vocabulary.
 
 pub mod api;
