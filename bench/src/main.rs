@@ -1,20 +1,24 @@
 //! `wasmcron-bench`: wasmcron's performance suite, as a program of its own
 //! beside the product. It links the `wasmcron` library and drives the real
 //! host path — scheduler, store, sandbox — in this process, and a real
-//! `wasmcron run` child (`--wasmcron`) for the idle host's memory. See
+//! `wasmcron run` child (`--wasmcron`) for the idle host's memory and for
+//! triggers over its HTTP API. See
 //! `suite` for the sections; `cargo xtask bench` runs this beside its peers.
 //!
 //! Exit codes: 0 the suite ran (met targets or not: the report says), 1 a
 //! section failed, 2 a usage or setup error, found before any section ran.
 
+mod child;
 mod daemon;
 mod floor;
+mod http;
 mod kernel;
 mod memory;
 mod observe;
 mod report;
 mod sandbox;
 mod suite;
+mod trigger;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -44,8 +48,8 @@ struct Args {
     /// The SHA-256 kernel built to wasm, for the `kernel` section.
     #[arg(long, value_name = "FILE", default_value = "plugins/target/wasm32-wasip1/release/hash-kernel.wasm")]
     kernel: PathBuf,
-    /// The `wasmcron` binary whose `wasmcron run` the `memory` section
-    /// measures [default: `wasmcron` beside this program].
+    /// The `wasmcron` binary whose `wasmcron run` the `memory` and
+    /// `trigger` sections measure [default: `wasmcron` beside this program].
     #[arg(long, value_name = "PATH")]
     wasmcron: Option<PathBuf>,
     /// Print the report as JSON.

@@ -192,7 +192,7 @@ fn cpu_clock(clock: libc::clockid_t) -> Duration {
     Duration::new(time.tv_sec as u64, time.tv_nsec as u32)
 }
 
-/// One thread of this process and the CPU time it has used so far.
+/// One thread of a process and the CPU time it has used so far.
 #[derive(Debug, Clone)]
 pub struct ThreadCpu {
     pub tid: u32,
@@ -204,7 +204,12 @@ pub struct ThreadCpu {
 /// `/proc/self/task/*`: to the nanosecond from `schedstat` where the kernel
 /// keeps it, else in clock ticks (10 ms, usually) from `stat`.
 pub fn threads_cpu() -> Vec<ThreadCpu> {
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return Vec::new() };
+    threads_cpu_of("self")
+}
+
+/// The same for process `pid`: each of its threads and the CPU time it has used.
+pub fn threads_cpu_of(pid: &str) -> Vec<ThreadCpu> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return Vec::new() };
     tasks
         .filter_map(|task| {
             let task = task.ok()?;

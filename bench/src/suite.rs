@@ -1,8 +1,8 @@
 //! The suite: which sections there are, how big each is, and the order
 //! they run in. Each section drives the real host path — scheduler, store,
-//! SQLite file, sandbox — in this process (or, for idle memory, a real
-//! `wasmcron run` child) and reports figures beside the targets wasmcron
-//! holds itself to.
+//! SQLite file, sandbox — in this process (or, for idle memory and HTTP
+//! triggers, a real `wasmcron run` child) and reports figures beside the
+//! targets wasmcron holds itself to.
 //!
 //! Sections: `throughput` (trivial runs queued, run and recorded durably,
 //! at several concurrency caps), `lateness` (1,000 jobs on `@every 1s`),
@@ -13,7 +13,10 @@
 //! idle host's memory and wake-ups, and each concurrently running job), and
 //! `floor` (the same trivial module in a bare wasmtime instantiate-and-call
 //! loop: the floor under wasmcron's per-run cost; and the two row writes
-//! that make a run durable, alone: the floor under its record).
+//! that make a run durable, alone: the floor under its record), and
+//! `trigger` (HTTP triggers to a `wasmcron run` child: accepted per second
+//! over 1 to 64 connections, and trigger → start at a steady 1,000 a
+//! second, beside a bare axum handler answering 202, the HTTP floor).
 //!
 //! Peers outside this process (the `wasmtime` CLI and a native process per
 //! run) are measured by `cargo xtask bench`, which runs this suite too.
@@ -25,7 +28,7 @@ use std::time::Duration;
 use wasmcron::runtime::Runtime;
 
 use crate::report::{Figure, Report};
-use crate::{daemon, floor, kernel, memory, sandbox};
+use crate::{daemon, floor, kernel, memory, sandbox, trigger};
 
 /// A trivial WASI command: writes "ok\n" to stdout and returns. The peers
 /// of `cargo xtask bench` run the same file.
@@ -53,6 +56,7 @@ pub enum Section {
     Kernel,
     Memory,
     Floor,
+    Trigger,
 }
 
 impl Section {
@@ -61,7 +65,7 @@ impl Section {
         clap::ValueEnum::to_possible_value(&self).map(|v| v.get_name().to_owned()).unwrap_or_default()
     }
 
-    pub const ALL: [Section; 8] = [
+    pub const ALL: [Section; 9] = [
         Section::Throughput,
         Section::Lateness,
         Section::Cancel,
@@ -70,6 +74,7 @@ impl Section {
         Section::Kernel,
         Section::Memory,
         Section::Floor,
+        Section::Trigger,
     ];
 }
 
@@ -82,7 +87,7 @@ pub struct Options {
     pub quick: bool,
     /// The SHA-256 kernel compiled to wasm (`plugins/build.sh hash-kernel`).
     pub kernel: PathBuf,
-    /// The `wasmcron` binary, for the section that starts a `wasmcron run` child.
+    /// The `wasmcron` binary, for the sections that start a `wasmcron run` child.
     pub wasmcron: PathBuf,
     /// Concurrency caps for `throughput`, instead of the defaults.
     pub concurrency: Vec<usize>,
@@ -115,6 +120,13 @@ pub(crate) struct Sizes {
     /// How long an idle host is watched for wake-ups.
     pub idle_quiet: Duration,
     pub sandbox_runs: usize,
+    /// Keep-alive connections of the closed-loop trigger loads.
+    pub trigger_connections: Vec<usize>,
+    /// How long each closed-loop trigger load lasts.
+    pub trigger_seconds: Duration,
+    /// Triggers a second of the paced load, and for how long.
+    pub paced_rate: u32,
+    pub paced_seconds: Duration,
 }
 
 fn full() -> Sizes {
@@ -130,6 +142,10 @@ fn full() -> Sizes {
         memory_jobs: 200,
         idle_quiet: Duration::from_secs(5),
         sandbox_runs: 5000,
+        trigger_connections: vec![1, 4, 16, 64],
+        trigger_seconds: Duration::from_secs(3),
+        paced_rate: 1000,
+        paced_seconds: Duration::from_secs(10),
     }
 }
 
@@ -146,6 +162,10 @@ fn quick() -> Sizes {
         memory_jobs: 10,
         idle_quiet: Duration::from_secs(1),
         sandbox_runs: 100,
+        trigger_connections: vec![1, 4],
+        trigger_seconds: Duration::from_millis(250),
+        paced_rate: 1000,
+        paced_seconds: Duration::from_millis(300),
     }
 }
 
@@ -174,6 +194,7 @@ pub fn run(options: &Options, mut progress: impl FnMut(Section)) -> anyhow::Resu
             Section::Kernel => kernel::compare(&runtime, sizes, &options.kernel)?,
             Section::Memory => memory::measure(&runtime, sizes, &options.wasmcron)?,
             Section::Floor => floor::compare(&runtime, sizes)?,
+            Section::Trigger => trigger::measure(sizes, &options.wasmcron)?,
         };
         report.figures.extend(figures);
     }
@@ -203,10 +224,14 @@ fn check_setup(options: &Options, sections: &[Section]) -> Result<(), Setup> {
             options.kernel.display()
         )));
     }
-    if sections.contains(&Section::Memory) && !options.wasmcron.is_file() {
+    let child = sections.iter().find(|s| matches!(s, Section::Memory | Section::Trigger));
+    if let Some(section) = child
+        && !options.wasmcron.is_file()
+    {
         return Err(Setup(format!(
-            "the memory section starts `wasmcron run`, and {} is not there: build it with \
+            "the {} section starts `wasmcron run`, and {} is not there: build it with \
              `cargo build --release -p wasmcron`, pass --wasmcron PATH, or pick other sections with --only",
+            section.name(),
             options.wasmcron.display()
         )));
     }

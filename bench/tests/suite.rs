@@ -1,6 +1,7 @@
 //! `wasmcron-bench` (the suite) and `cargo xtask bench` (the suite beside
 //! its peers): short runs that check every section reports well-formed
-//! figures, and that bad options are explained before any section runs.
+//! figures (the trigger section on its own too, against a `wasmcron run`
+//! child), and that bad options are explained before any section runs.
 //! No timing thresholds: speed is judged in BENCHMARKS.md.
 
 use std::collections::BTreeSet;
@@ -33,6 +34,18 @@ const FIGURES: [&str; 22] = [
     "per_run.sandbox_ratio",
     "per_run.record",
     "per_run.end_to_end_ratio",
+];
+
+/// The `trigger` section's figures (with `--quick`, connections 1 and 4).
+const TRIGGER_FIGURES: [&str; 8] = [
+    "trigger.accepted.c1",
+    "trigger.accepted.c4",
+    "trigger.accepted.best",
+    "trigger.floor.best",
+    "trigger.floor_ratio",
+    "trigger.started.p99",
+    "trigger.answered.p99",
+    "trigger.floor_answered.p99",
 ];
 
 fn repo_root() -> PathBuf {
@@ -100,16 +113,21 @@ fn describe(output: &Output) -> String {
 /// Figures that may rightly be zero: a host with nothing due need not wake.
 const MAY_BE_ZERO: [&str; 1] = ["memory.idle_wakeups"];
 
-/// Checks a report's shape: every figure named, finite and positive (or
-/// zero, where that is possible), and each target's verdict agreeing with
-/// its value.
+/// Checks a whole suite's report: see `check_figures`.
 fn check_report(report: &Value) {
+    check_figures(report, FIGURES.iter().chain(&TRIGGER_FIGURES));
+}
+
+/// Checks a report's shape: every figure in `expected` there, each figure
+/// finite and positive (or zero, where that is possible), and each
+/// target's verdict agreeing with its value.
+fn check_figures<'a>(report: &Value, expected: impl IntoIterator<Item = &'a &'a str>) {
     assert!(report["machine"]["cores"].as_u64().unwrap() >= 1, "{report}");
     assert!(report["date"].as_str().unwrap().starts_with("20"), "{report}");
     let figures = report["figures"].as_array().unwrap();
     let ids: BTreeSet<&str> = figures.iter().map(|f| f["id"].as_str().unwrap()).collect();
-    for id in FIGURES {
-        assert!(ids.contains(id), "no figure {id} in {ids:?}");
+    for id in expected {
+        assert!(ids.contains(*id), "no figure {id} in {ids:?}");
     }
     for figure in figures {
         let value = figure["value"].as_f64().unwrap();
@@ -143,7 +161,7 @@ fn quick_suite_reports_every_section() {
     assert_eq!(report["quick"], true);
     check_report(&report);
     // Progress goes to stderr, one line per section.
-    assert_eq!(text(&output.stderr).lines().filter(|l| l.starts_with("wasmcron-bench: ")).count(), 8);
+    assert_eq!(text(&output.stderr).lines().filter(|l| l.starts_with("wasmcron-bench: ")).count(), 9);
 
     // For people: a Markdown table with the machine on top.
     let output = bench().args(["--quick", "--only", "floor,cancel"]).output().unwrap();
@@ -152,6 +170,30 @@ fn quick_suite_reports_every_section() {
     assert!(table.contains("| figure | target | measured | met | detail |"), "{table}");
     assert!(table.contains("sandbox per-run cost ÷ bare loop"), "{table}");
     assert!(!table.contains("throughput"), "--only runs only the sections named: {table}");
+}
+
+#[test]
+fn trigger_section_drives_a_wasmcron_run_child_beside_the_http_floor() {
+    let output =
+        bench().args(["--quick", "--json", "--only", "trigger", "--wasmcron"]).arg(wasmcron()).output().unwrap();
+    assert!(output.status.success(), "{}", describe(&output));
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    check_figures(&report, &TRIGGER_FIGURES);
+    let figures = report["figures"].as_array().unwrap();
+    let figure = |id: &str| figures.iter().find(|f| f["id"] == id).unwrap();
+    assert!(figures.iter().all(|f| f["id"].as_str().unwrap().starts_with("trigger.")), "{figures:?}");
+    // The targets the section is judged by, beside their figures.
+    assert_eq!(figure("trigger.accepted.best")["target"]["limit"], 10_000.0);
+    assert_eq!(figure("trigger.accepted.best")["target"]["bound"], "at_least");
+    assert_eq!(figure("trigger.started.p99")["target"]["limit"], 10.0);
+    assert_eq!(figure("trigger.started.p99")["target"]["bound"], "at_most");
+    // The ratio is of the two bests it names.
+    let value = |id: &str| figure(id)["value"].as_f64().unwrap();
+    let ratio = value("trigger.accepted.best") / value("trigger.floor.best");
+    assert!((value("trigger.floor_ratio") - ratio).abs() < 1e-9, "{report}");
+    // Every accepted trigger of the paced load was matched to its run's start.
+    let detail = figure("trigger.started.p99")["detail"].as_str().unwrap().to_owned();
+    assert!(detail.contains("(300 samples)"), "{detail}");
 }
 
 #[test]
@@ -173,6 +215,11 @@ fn bad_options_are_explained_before_any_section() {
     let stderr = text(&output.stderr);
     assert!(stderr.contains("/nowhere/wasmcron") && stderr.contains("--wasmcron PATH"), "{stderr}");
     assert!(!stderr.contains("wasmcron-bench: cancel"), "a missing wasmcron fails before any section runs: {stderr}");
+
+    let output = bench().args(["--quick", "--only", "trigger", "--wasmcron", "/nowhere/wasmcron"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(2), "{}", describe(&output));
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains("the trigger section starts `wasmcron run`"), "{stderr}");
 }
 
 #[test]

@@ -1,8 +1,8 @@
 //! `cargo xtask bench`: the performance suite and its peers, in one run.
 //!
 //! Runs the suite, `wasmcron-bench --json` (the `bench/` crate, built in
-//! release mode with the `wasmcron` whose `wasmcron run` its memory section
-//! starts), then the alternatives a user would pick instead, on the same trivial job
+//! release mode with the `wasmcron` whose `wasmcron run` its memory and
+//! trigger sections start), then the alternatives a user would pick instead, on the same trivial job
 //! (`bench/trivial.wat`, or `bench/trivial.rs` natively), one run after
 //! another and then as many at once as there are cores:
 //!
