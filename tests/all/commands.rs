@@ -174,6 +174,35 @@ async fn the_view_shows_runs_in_flight_and_the_last_outcome() {
         .await;
 }
 
+/// While the host drains, the view says not ready and shows each run as
+/// it ends (a dashboard watches shutdown too).
+#[tokio::test(start_paused = true)]
+async fn the_view_follows_runs_ending_while_the_host_drains() {
+    let world = World::new();
+    world.job("short", &sleeper(3), "");
+    world.job("long", &sleeper(30), "");
+    let store = world.store().await;
+    world
+        .drive(ORIGIN, Duration::from_secs(2), store, Vec::new(), async |handle| {
+            let short = handle.trigger(request("short", b"")).await.unwrap().run_id;
+            let long = handle.trigger(request("long", b"")).await.unwrap().run_id;
+            let in_flight = |view: &wasmcron::scheduler::JobsView| -> Vec<i64> {
+                view.jobs.iter().flat_map(|job| job.in_flight.clone()).collect()
+            };
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let view = handle.jobs().borrow().clone();
+            assert!(view.ready);
+            assert_eq!(in_flight(&view), [long, short]);
+            // Shut down at 2 s; the short run ends at 3 s, inside the grace period.
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            let view = handle.jobs().borrow().clone();
+            assert!(!view.ready, "a draining host is not ready");
+            assert_eq!(in_flight(&view), [long], "the short run has ended");
+            assert_eq!(view.jobs.iter().find(|j| j.name == "short").unwrap().last_run.as_ref().unwrap().id, short);
+        })
+        .await;
+}
+
 /// Collects every event, in order.
 #[derive(Default)]
 struct Recorder(Mutex<Vec<RunEvent>>);

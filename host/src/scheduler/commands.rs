@@ -226,9 +226,7 @@ impl Scheduler {
             slot.paused = paused;
         }
         // Shown before the answer: whoever paused it reads it back paused.
-        self.view_changed = true;
-        self.view_published = None;
-        self.publish_view();
+        self.publish_view_now();
         tracing::info!(job = %job, paused, "job paused or resumed, as asked");
         Ok(())
     }

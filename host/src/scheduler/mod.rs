@@ -154,6 +154,8 @@ pub struct Scheduler {
     view_published: Option<DateTime<Utc>>,
     /// A `TimerKind::View` is in the heap.
     view_timer: bool,
+    /// Shutting down: no runs start, the view says not ready.
+    draining: bool,
 }
 
 impl Scheduler {
@@ -205,6 +207,7 @@ impl Scheduler {
             view_changed: true,
             view_published: None,
             view_timer: false,
+            draining: false,
         };
         (scheduler, handle)
     }

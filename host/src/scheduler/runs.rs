@@ -147,7 +147,10 @@ impl Scheduler {
     /// After shutdown: wait up to the grace period, then cancel what runs;
     /// meanwhile, try once more to write what the store has not taken.
     pub(super) async fn drain(mut self) {
-        self.view.send_modify(|view| view.ready = false);
+        // Not ready from now; and each run that ends is shown at once (the
+        // view's timer is no longer served, and the runs left are few).
+        self.draining = true;
+        self.publish_view_now();
         if !self.in_flight.is_empty() {
             let (running, grace_ms) = (self.in_flight.len(), self.config.grace.as_millis() as u64);
             tracing::info!(running, grace_ms, "waiting for running guests");
@@ -159,7 +162,10 @@ impl Scheduler {
         // written are answered: their runs wait in the store for the next start.
         while !self.in_flight.is_empty() || self.accepting > 0 {
             tokio::select! {
-                Some(done) = self.completions.recv() => self.on_completion(done).await,
+                Some(done) = self.completions.recv() => {
+                    self.on_completion(done).await;
+                    self.publish_view_now();
+                }
                 Some(command) = self.commands.recv() => command.refuse(),
                 Some(accepted) = self.accepted.recv() => self.on_accepted(accepted, false),
                 () = &mut grace => break,
@@ -171,7 +177,10 @@ impl Scheduler {
         }
         while !self.in_flight.is_empty() || self.accepting > 0 {
             tokio::select! {
-                Some(done) = self.completions.recv() => self.on_completion(done).await,
+                Some(done) = self.completions.recv() => {
+                    self.on_completion(done).await;
+                    self.publish_view_now();
+                }
                 Some(command) = self.commands.recv() => command.refuse(),
                 Some(accepted) = self.accepted.recv() => self.on_accepted(accepted, false),
             }

@@ -109,6 +109,13 @@ impl super::Scheduler {
         self.view_changed = false;
     }
 
+    /// Publishes the jobs view now, whatever the time since the last.
+    pub(super) fn publish_view_now(&mut self) {
+        self.view_changed = true;
+        self.view_published = None;
+        self.publish_view();
+    }
+
     fn jobs_view(&self) -> JobsView {
         let mut in_flight: std::collections::BTreeMap<&str, Vec<i64>> = Default::default();
         for (id, run) in &self.in_flight {
@@ -138,6 +145,6 @@ impl super::Scheduler {
             }
         }
         jobs.sort_by(|a, b| a.name.cmp(&b.name));
-        JobsView { ready: true, jobs, store: self.backlog.health() }
+        JobsView { ready: !self.draining, jobs, store: self.backlog.health() }
     }
 }
