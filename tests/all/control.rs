@@ -333,9 +333,10 @@ fn host_listen_gone() -> String {
 fn listening_beyond_loopback_warns_and_the_cli_still_finds_the_host() {
     let sandbox = Sandbox::new();
     std::fs::write(sandbox.jobs().join("echo.wat"), ECHO).unwrap();
-    let listen = format!("0.0.0.0:{}", crate::support::free_port());
-    let mut local = Host::start(&sandbox, &["--listen", &listen]);
-    local.listen = format!("127.0.0.1:{}", listen.rsplit(':').next().unwrap());
+    let mut local = Host::start(&sandbox, &["--listen", "0.0.0.0:0"]);
+    let port = local.bound_address().rsplit(':').next().unwrap().to_owned();
+    let listen = format!("0.0.0.0:{port}");
+    local.listen = format!("127.0.0.1:{port}");
     let _api = Api::ready(&sandbox, &local);
     let out = sandbox.wasmcron(&["trigger", "echo", "--listen", &listen]).output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));

@@ -23,17 +23,43 @@ impl Host {
         let n = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let log = sandbox.path(&format!("host-{n}.log"));
         let file = std::fs::File::create(&log).unwrap();
-        let listen = match extra.iter().position(|arg| *arg == "--listen") {
-            Some(at) => extra[at + 1].to_owned(),
-            None => format!("127.0.0.1:{}", crate::support::free_port()),
-        };
+        // Port 0 unless the test names one: the host binds a free port
+        // itself and logs it, so parallel tests never race for one.
+        let chosen = extra.iter().position(|arg| *arg == "--listen").map(|at| extra[at + 1].to_owned());
         let mut args = vec!["run"];
         args.extend_from_slice(extra);
-        if !extra.contains(&"--listen") {
-            args.extend(["--listen", &listen]);
+        if chosen.is_none() {
+            args.extend(["--listen", "127.0.0.1:0"]);
         }
         let child = sandbox.wasmcron(&args).stdout(Stdio::null()).stderr(file).spawn().unwrap();
-        Host { child, log, listen }
+        let mut host = Host { child, log, listen: chosen.unwrap_or_default() };
+        if host.listen.is_empty() {
+            host.listen = host.bound_address();
+        }
+        host
+    }
+
+    /// The address the host logged it listens on, once it has bound it
+    /// (before it loads jobs); empty if it exited first.
+    pub fn bound_address(&mut self) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            if let Some(line) = log.lines().find(|line| line.contains("HTTP API listening")) {
+                // Text (`address=…`) or JSON (`"address":"…"`) log lines.
+                let address = line
+                    .split_once("address=")
+                    .map(|(_, rest)| rest.split_whitespace().next().unwrap_or(""))
+                    .or_else(|| line.split_once("\"address\":\"").and_then(|(_, rest)| rest.split('"').next()))
+                    .expect("the log names the address");
+                return address.to_owned();
+            }
+            if !self.alive() {
+                return String::new();
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        panic!("the host did not say where it listens within 30 s");
     }
 
     /// SIGKILL: no drain, no flush.
