@@ -6,7 +6,7 @@
 
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{Context, bail};
 use axum::extract::{Request, State};
@@ -139,23 +139,6 @@ fn random_token() -> anyhow::Result<String> {
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no randomness for a token: {e}"))?;
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
-}
-
-/// Where a client finds the admin token: `WASMCRON_TOKEN`, a token file,
-/// or `STATE/token`.
-pub fn client_token(state: &Path, token_file: Option<&Path>) -> anyhow::Result<String> {
-    if let Ok(token) = std::env::var("WASMCRON_TOKEN") {
-        return validate(&token, "WASMCRON_TOKEN");
-    }
-    let path: PathBuf = token_file.map(Path::to_path_buf).unwrap_or_else(|| state.join(ADMIN_FILE));
-    let text = std::fs::read_to_string(&path).with_context(|| {
-        format!(
-            "cannot read the API token {}: a host writes it at its first start; pass the host's --state DIR \
-             (or --token-file FILE, or set WASMCRON_TOKEN)",
-            path.display()
-        )
-    })?;
-    validate(&text, &path.display().to_string())
 }
 
 /// Middleware on every `/api` route: `401` without a valid bearer token,

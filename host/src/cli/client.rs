@@ -60,7 +60,10 @@ impl Failure {
 
 impl Client {
     pub fn new(globals: &Globals) -> anyhow::Result<Client> {
-        let token = crate::api::auth::client_token(&globals.state, globals.token_file.as_deref())?;
+        let token = match globals.supplied_token()? {
+            Some(token) => token,
+            None => admin_token_file(&globals.state)?,
+        };
         Ok(Client { base: base_url(&globals.listen), token, http: reqwest::Client::new() })
     }
 
@@ -102,6 +105,19 @@ impl Client {
     pub async fn get(&self, path: &str) -> Result<Value, Failure> {
         self.send(Method::GET, path, &[], &[], Vec::new()).await.map(|(_, body)| body)
     }
+}
+
+/// The admin token a host wrote to `STATE/token` at its first start.
+fn admin_token_file(state: &std::path::Path) -> anyhow::Result<String> {
+    let path = state.join(crate::api::auth::ADMIN_FILE);
+    let text = std::fs::read_to_string(&path).with_context(|| {
+        format!(
+            "cannot read the API token {}: a host writes it at its first start; pass the host's --state DIR \
+             (or --token-file FILE, or set WASMCRON_TOKEN)",
+            path.display()
+        )
+    })?;
+    crate::api::auth::validate(&text, &path.display().to_string())
 }
 
 /// `http://ADDR`, with an unspecified address (`0.0.0.0`, `[::]`) reached on loopback.

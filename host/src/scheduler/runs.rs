@@ -160,6 +160,8 @@ impl Scheduler {
         // Commands meanwhile are refused: a guest enqueueing a run must not
         // wait out the grace period for an answer. Triggers already being
         // written are answered: their runs wait in the store for the next start.
+        // Once the grace period is over, what still runs is cancelled.
+        let mut grace_over = false;
         while !self.in_flight.is_empty() || self.accepting > 0 {
             tokio::select! {
                 Some(done) = self.completions.recv() => {
@@ -168,21 +170,13 @@ impl Scheduler {
                 }
                 Some(command) = self.commands.recv() => command.refuse(),
                 Some(accepted) = self.accepted.recv() => self.on_accepted(accepted, false),
-                () = &mut grace => break,
-            }
-        }
-        if !self.in_flight.is_empty() {
-            tracing::warn!(running = self.in_flight.len(), "grace period over: cancelling running guests");
-            self.in_flight.values().for_each(|run| run.control.cancel());
-        }
-        while !self.in_flight.is_empty() || self.accepting > 0 {
-            tokio::select! {
-                Some(done) = self.completions.recv() => {
-                    self.on_completion(done).await;
-                    self.publish_view_now();
+                () = &mut grace, if !grace_over => {
+                    grace_over = true;
+                    if !self.in_flight.is_empty() {
+                        tracing::warn!(running = self.in_flight.len(), "grace period over: cancelling running guests");
+                        self.in_flight.values().for_each(|run| run.control.cancel());
+                    }
                 }
-                Some(command) = self.commands.recv() => command.refuse(),
-                Some(accepted) = self.accepted.recv() => self.on_accepted(accepted, false),
             }
         }
         self.retry_store().await;
