@@ -10,9 +10,10 @@ use std::path::Path;
 
 use anyhow::{Context, bail};
 use axum::extract::{Request, State};
-use axum::http::{Method, StatusCode, header};
+use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use cookie::Cookie;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
@@ -26,7 +27,8 @@ pub const READ_FILE: &str = "token.read";
 /// A supplied token shorter than this is refused: it could be guessed.
 const MIN_LENGTH: usize = 16;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Access {
     /// May read: `GET` routes.
     Read,
@@ -141,35 +143,109 @@ fn random_token() -> anyhow::Result<String> {
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
-/// Middleware on every `/api` route: `401` without a valid bearer token,
-/// `403` for the read-only token on anything but a read.
-pub async fn authorize(State(state): State<ApiState>, request: Request, next: Next) -> Response {
-    let presented = request
-        .headers()
+/// The cookie the dashboard's login sets: the token itself, `HttpOnly` and
+/// `SameSite=Strict`, so that the page's scripts never hold it and other
+/// sites' pages cannot send it.
+pub const SESSION_COOKIE: &str = "wasmcron_session";
+
+/// The access the request's session cookie grants, if it carries one of
+/// this host's tokens.
+pub fn session_access(tokens: &Tokens, headers: &HeaderMap) -> Option<Access> {
+    tokens.access(&session_token(headers)?)
+}
+
+fn session_token(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(Cookie::split_parse_encoded)
+        .filter_map(Result::ok)
+        .find(|cookie| cookie.name() == SESSION_COOKIE)
+        .map(|cookie| cookie.value().to_owned())
+}
+
+fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    headers
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.split_once(' '))
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, token)| token.trim());
-    let Some(presented) = presented else {
-        return ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "send `Authorization: Bearer TOKEN`; the host's tokens are in STATE/token (admin) and STATE/token.read",
-        )
-        .into_response();
+        .map(|(_, token)| token.trim())
+}
+
+/// Whether a browser says the request was made by another site's page:
+/// by `Sec-Fetch-Site`, which current browsers send on every request, or
+/// failing that by an `Origin` that is not the host asked. A request with
+/// neither header (curl, a script) is not a browser's and is let through,
+/// as Go's `CrossOriginProtection` and Sidekiq 8 do.
+pub fn cross_site(headers: &HeaderMap) -> bool {
+    if let Some(site) = headers.get("sec-fetch-site") {
+        return !matches!(site.as_bytes(), b"same-origin" | b"none");
+    }
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return false;
     };
-    match state.tokens.access(presented) {
-        None => ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "the bearer token is not this host's")
-            .into_response(),
-        Some(Access::Read) if !matches!(*request.method(), Method::GET | Method::HEAD) => ApiError::new(
+    let authority = origin.to_str().ok().and_then(|origin| origin.split_once("://")).map(|(_, authority)| authority);
+    authority.is_none() || authority != headers.get(header::HOST).and_then(|host| host.to_str().ok())
+}
+
+pub fn refuse_cross_site() -> ApiError {
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        "cross_site",
+        "refused: the request came from another site's page (Origin / Sec-Fetch-Site); use the dashboard on this host, or send `Authorization: Bearer TOKEN`",
+    )
+}
+
+/// Middleware on every `/api` route: `401` without a valid bearer token or
+/// session cookie, `403` for the read-only token on anything but a read,
+/// and `403` for a change asked with the cookie by another site's page.
+/// The request goes on carrying its [`Access`].
+pub async fn authorize(State(state): State<ApiState>, mut request: Request, next: Next) -> Response {
+    let headers = request.headers();
+    let (access, by_cookie) = match bearer_token(headers) {
+        Some(presented) => match state.tokens.access(presented) {
+            Some(access) => (access, false),
+            None => {
+                return ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "the bearer token is not this host's")
+                    .into_response();
+            }
+        },
+        None => match session_access(&state.tokens, headers) {
+            Some(access) => (access, true),
+            None if session_token(headers).is_some() => {
+                return ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "unauthorized",
+                    "the session cookie holds no token of this host's (was it changed?); log in again at /login",
+                )
+                .into_response();
+            }
+            None => {
+                return ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "unauthorized",
+                    "send `Authorization: Bearer TOKEN`; the host's tokens are in STATE/token (admin) and STATE/token.read",
+                )
+                .into_response();
+            }
+        },
+    };
+    let writes = !matches!(*request.method(), Method::GET | Method::HEAD);
+    if writes && by_cookie && cross_site(headers) {
+        return refuse_cross_site().into_response();
+    }
+    if writes && access == Access::Read {
+        return ApiError::new(
             StatusCode::FORBIDDEN,
             "forbidden",
             "the read-only token may only read; use the admin token (STATE/token) to change anything",
         )
-        .into_response(),
-        Some(_) => next.run(request).await,
+        .into_response();
     }
+    request.extensions_mut().insert(access);
+    next.run(request).await
 }
 
 #[cfg(test)]

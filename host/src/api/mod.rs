@@ -14,6 +14,7 @@ mod error;
 mod events;
 mod jobs;
 mod runs;
+mod session;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -63,6 +64,9 @@ pub fn routes() -> Vec<(&'static str, &'static str, MethodRouter<ApiState>)> {
         ("POST", "/api/v1/runs/{id}/cancel", post(runs::cancel)),
         ("POST", "/api/v1/runs/{id}/retry", post(runs::retry)),
         ("GET", "/api/v1/events", get(events::stream)),
+        ("GET", "/api/v1/session", get(session::show)),
+        ("POST", "/login", post(session::login)),
+        ("POST", "/logout", post(session::logout)),
     ]
 }
 
