@@ -96,6 +96,16 @@ impl Schedule {
     pub fn text(&self) -> &str {
         &self.text
     }
+
+    /// The schedule in English words (croner's description), e.g.
+    /// "At 02:30, on Monday, Tuesday, Wednesday, Thursday, and Friday.", for
+    /// people reading a list.
+    pub fn describe(&self) -> String {
+        match &self.kind {
+            Kind::Every(interval) => format!("Every {}", units::format_duration(*interval)),
+            Kind::Cron(cron) => cron.describe(),
+        }
+    }
 }
 
 /// Equal when the text and the zone are: `kind` is parsed from the text.

@@ -212,3 +212,13 @@ fn unknown_zone_says_what_to_write() {
     let error = parse_timezone("Mars/Olympus").unwrap_err();
     assert!(error.contains("\"Mars/Olympus\" is not an IANA time zone"), "{error}");
 }
+
+#[test]
+fn schedules_describe_themselves_in_words() {
+    let words = |text: &str| Schedule::parse(text, chrono_tz::UTC).unwrap().describe();
+    assert_eq!(words("@every 90s"), "Every 90s");
+    for (text, expect) in [("30 2 * * 1-5", "02:30"), ("0 */15 * * * *", "15"), ("@daily", "00:00")] {
+        let described = words(text);
+        assert!(described.contains(expect), "{text:?} described as {described:?}");
+    }
+}

@@ -138,13 +138,13 @@ async fn pause_and_resume_through_the_handle_show_in_the_view() {
     let store = world.store().await;
     world
         .drive(ORIGIN, Duration::from_secs(250), store, Vec::new(), async |handle| {
-            handle.pause("tick", true).await.unwrap();
+            handle.pause("tick", true, None).await.unwrap();
             tokio::time::sleep(Duration::from_secs(130)).await;
             let view = handle.jobs().borrow().clone();
             let tick = &view.jobs[0];
             assert!(tick.paused && tick.next_fire.is_none(), "{tick:?}");
             assert!(view.store.failing.is_none() && view.store.starting_runs);
-            handle.pause("tick", false).await.unwrap();
+            handle.pause("tick", false, None).await.unwrap();
         })
         .await;
     let times: Vec<String> =

@@ -309,10 +309,36 @@ fn pause_and_resume_over_http() {
     });
     assert_error(&api.post("/api/v1/jobs/nope/pause", b""), StatusCode::NOT_FOUND, "unknown_job");
 
+    // A reason is kept while paused, shown by the API and `jobs`, and dropped on resume.
+    let answer = api.post("/api/v1/jobs/tick/pause", br#"{"reason": "  upstream down, INC-231 "}"#);
+    assert_eq!(answer.body["reason"], "upstream down, INC-231", "{}", answer.body);
+    assert_eq!(api.get("/api/v1/jobs").body["jobs"][0]["paused_reason"], "upstream down, INC-231");
+    let out = sandbox.wasmcron(&["jobs", "--listen", &host.listen]).output().unwrap();
+    assert!(text(&out.stdout).contains("paused: upstream down, INC-231"), "{}", describe(&out));
+    assert_eq!(api.post("/api/v1/jobs/tick/resume", b"").body["reason"], Value::Null);
+    assert_eq!(api.get("/api/v1/jobs/tick").body["paused_reason"], Value::Null);
+    let long = format!(r#"{{"reason": "{}"}}"#, "x".repeat(501));
+    assert_error(&api.post("/api/v1/jobs/tick/pause", long.as_bytes()), StatusCode::BAD_REQUEST, "bad_request");
+    assert_error(&api.post("/api/v1/jobs/tick/pause", br#"{"why": "x"}"#), StatusCode::BAD_REQUEST, "bad_request");
+    assert_eq!(api.get("/api/v1/jobs/tick").body["paused"], false, "a refused pause pauses nothing");
+
     // The CLI asks the running host: the view shows it at once.
     let out = sandbox.wasmcron(&["pause", "tick", "--listen", &host.listen]).output().unwrap();
     assert_eq!((out.status.code(), text(&out.stdout)), (Some(0), "tick paused\n".into()), "{}", describe(&out));
     assert_eq!(api.get("/api/v1/jobs/tick").body["paused"], true);
+    let out =
+        sandbox.wasmcron(&["pause", "tick", "--reason", "nightly\nbatch", "--listen", &host.listen]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    assert!(text(&out.stderr).contains("--reason"), "{}", describe(&out));
+    let out =
+        sandbox.wasmcron(&["pause", "tick", "--reason", "db migration", "--listen", &host.listen]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert_eq!(api.get("/api/v1/jobs/tick").body["paused_reason"], "db migration");
+    host.stop();
+    // Kept across a restart.
+    let host = Host::start(&sandbox, &[]);
+    let api = Api::ready(&sandbox, &host);
+    assert_eq!(api.get("/api/v1/jobs/tick").body["paused_reason"], "db migration");
     host.stop();
     // With no host, it is recorded for the next start.
     let out = sandbox.wasmcron(&["resume", "tick", "--listen", &host_listen_gone()]).output().unwrap();
@@ -448,6 +474,27 @@ fn runs_are_listed_newest_first_a_page_at_a_time() {
     newest_first.reverse();
     assert_eq!(seen, newest_first);
     assert!(api.get("/api/v1/runs?status=succeeded").body["runs"].as_array().unwrap().is_empty());
+
+    // Search: by id (`42` or `#42`), by job name, by error text.
+    let found = |query: &str| -> Vec<i64> {
+        let page = api.get(&format!("/api/v1/runs?{query}"));
+        assert_eq!(page.status, StatusCode::OK, "{query}: {}", page.body);
+        page.body["runs"].as_array().unwrap().iter().map(|r| r["id"].as_i64().unwrap()).collect()
+    };
+    assert_eq!(found(&format!("q=%23{}", ids[2])), [ids[2]]);
+    assert_eq!(found(&format!("q={}", ids[2])), [ids[2]]);
+    assert_eq!(found("q=EC").len(), 5, "job names match ignoring case");
+    assert!(found("q=nothing-like-this").is_empty());
+    assert!(found("q=%25").is_empty(), "a % is searched for, not a wildcard");
+    let cancelled = api.post(&format!("/api/v1/runs/{}/cancel", ids[0]), b"");
+    assert_eq!(cancelled.status, StatusCode::ACCEPTED, "{}", cancelled.body);
+    let error =
+        api.wait_status(ids[0], |s| s == "cancelled", Duration::from_secs(10))["error"].as_str().unwrap().to_owned();
+    let word = error.split_whitespace().max_by_key(|w| w.len()).unwrap();
+    assert!(found(&format!("q={word}")).contains(&ids[0]), "the error {error:?} is searched");
+    // Every attempt of one fire: its job and the instant it was due.
+    let due = api.run(ids[1])["scheduled_for"].as_str().unwrap().to_owned();
+    assert_eq!(found(&format!("job=echo&scheduled_for={}", due.replace('+', "%2B"))), [ids[1]]);
     host.stop();
 }
 
@@ -739,5 +786,92 @@ fn a_supplied_token_replaces_the_written_one() {
         sandbox.wasmcron(&["trigger", "echo", "--listen", &host.listen]).env("WASMCRON_TOKEN", "x").output().unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
     assert!(text(&out.stderr).contains("WASMCRON_TOKEN: the token is 1 characters"), "{}", describe(&out));
+    host.stop();
+}
+
+/// The dashboard's session: the login form sets an `HttpOnly`,
+/// `SameSite=Strict` cookie that the API takes in place of the bearer
+/// token, with the same rights; a change another site's page asks with it
+/// is refused; logging out clears it.
+#[test]
+fn a_login_cookie_stands_for_its_token_and_other_sites_cannot_use_it() {
+    let sandbox = Sandbox::new();
+    std::fs::write(sandbox.jobs().join("echo.wat"), ECHO).unwrap();
+    let host = Host::start(&sandbox, &[]);
+    let api = Api::ready(&sandbox, &host);
+    let browser = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let call = |method: Method, path: &str, body: Vec<u8>, headers: &[(&str, &str)]| {
+        api.runtime.block_on(send(&browser, &api.base, method, path, None, body, headers)).unwrap()
+    };
+    let form = [("content-type", "application/x-www-form-urlencoded")];
+    let login = |token: &str, extra: &[(&str, &str)]| {
+        let body = format!("token={}", token).into_bytes();
+        call(Method::POST, "/login", body, &[&form[..], extra].concat())
+    };
+    let location = |answer: &Answer| answer.headers["location"].to_str().unwrap().to_owned();
+    let set_cookie = |answer: &Answer| answer.headers.get("set-cookie").map(|v| v.to_str().unwrap().to_owned());
+
+    let wrong = login("not-this-hosts-token-0123", &[]);
+    assert_eq!((wrong.status, location(&wrong)), (StatusCode::SEE_OTHER, "/login?error=invalid".into()));
+    assert_eq!(set_cookie(&wrong), None);
+    let cross = login(&api.admin, &[("sec-fetch-site", "cross-site")]);
+    assert_error(&cross, StatusCode::FORBIDDEN, "cross_site");
+
+    let answer = login(&api.admin, &[("sec-fetch-site", "same-origin")]);
+    assert_eq!((answer.status, location(&answer)), (StatusCode::SEE_OTHER, "/".into()));
+    let cookie = set_cookie(&answer).expect("a session cookie");
+    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/"] {
+        assert!(cookie.split("; ").any(|a| a == attribute), "{attribute} in {cookie}");
+    }
+    assert!(!cookie.contains("Secure"), "no Secure without TLS in front: {cookie}");
+    let admin = cookie.split(';').next().unwrap().to_owned();
+    assert!(admin.starts_with("wasmcron_session="), "{admin}");
+    let proxied = login(&api.admin, &[("x-forwarded-proto", "https")]);
+    assert!(set_cookie(&proxied).unwrap().contains("; Secure"), "Secure behind a TLS proxy");
+
+    fn with<'a>(cookie: &'a str, extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+        [&[("cookie", cookie)][..], extra].concat()
+    }
+    let session = call(Method::GET, "/api/v1/session", Vec::new(), &with(&admin, &[]));
+    assert_eq!(session.body, serde_json::json!({ "access": "admin" }));
+    let jobs = call(Method::GET, "/api/v1/jobs", Vec::new(), &with(&admin, &[("sec-fetch-site", "cross-site")]));
+    assert_eq!(jobs.status, StatusCode::OK, "reads are not changes: {}", jobs.body);
+
+    let trigger = |cookie: &str, extra: &[(&str, &str)]| {
+        call(Method::POST, "/api/v1/jobs/echo/trigger?in=1h", Vec::new(), &with(cookie, extra))
+    };
+    let before = all_runs(&sandbox).len();
+    assert_error(&trigger(&admin, &[("sec-fetch-site", "cross-site")]), StatusCode::FORBIDDEN, "cross_site");
+    assert_error(&trigger(&admin, &[("sec-fetch-site", "same-site")]), StatusCode::FORBIDDEN, "cross_site");
+    assert_error(&trigger(&admin, &[("origin", "http://evil.example")]), StatusCode::FORBIDDEN, "cross_site");
+    assert_error(&trigger(&admin, &[("origin", "null")]), StatusCode::FORBIDDEN, "cross_site");
+    assert_eq!(all_runs(&sandbox).len(), before, "a refused trigger records nothing");
+    assert_eq!(trigger(&admin, &[("sec-fetch-site", "same-origin")]).status, StatusCode::ACCEPTED);
+    let own_origin = format!("http://{}", host.listen);
+    assert_eq!(trigger(&admin, &[("origin", &own_origin)]).status, StatusCode::ACCEPTED);
+    // The bearer token is no ambient credential: no check for it.
+    let bearer = api.call(
+        Method::POST,
+        "/api/v1/jobs/echo/trigger?in=1h",
+        Some(&api.admin),
+        Vec::new(),
+        &[("sec-fetch-site", "cross-site")],
+    );
+    assert_eq!(bearer.unwrap().status, StatusCode::ACCEPTED);
+
+    // The read-only token's cookie reads, and may change nothing.
+    let read = set_cookie(&login(&api.read, &[])).unwrap().split(';').next().unwrap().to_owned();
+    let session = call(Method::GET, "/api/v1/session", Vec::new(), &with(&read, &[]));
+    assert_eq!(session.body, serde_json::json!({ "access": "read" }));
+    assert_error(&trigger(&read, &[("sec-fetch-site", "same-origin")]), StatusCode::FORBIDDEN, "forbidden");
+
+    let stale = call(Method::GET, "/api/v1/jobs", Vec::new(), &with("wasmcron_session=not-this-hosts-token-0123", &[]));
+    assert_error(&stale, StatusCode::UNAUTHORIZED, "unauthorized");
+    assert!(stale.body["error"]["message"].as_str().unwrap().contains("/login"), "{}", stale.body);
+
+    let out = call(Method::POST, "/logout", Vec::new(), &with(&admin, &[]));
+    assert_eq!((out.status, location(&out)), (StatusCode::SEE_OTHER, "/login".into()));
+    let cleared = set_cookie(&out).unwrap();
+    assert!(cleared.starts_with("wasmcron_session=;") && cleared.contains("Max-Age=0"), "{cleared}");
     host.stop();
 }

@@ -227,7 +227,7 @@ async fn catching_up_many_jobs_applies_each_ones_policy() {
     for name in ["all", "none", "paused"] {
         store.set_last_fire(name.into(), at("2026-11-23T21:30:00Z")).await.unwrap();
     }
-    store.set_paused("paused".into(), true).await.unwrap();
+    store.set_paused("paused".into(), true, None).await.unwrap();
     drop(store);
     world.run("2026-11-24T00:30:00Z", Duration::from_secs(60)).await;
 
@@ -328,7 +328,7 @@ async fn a_paused_job_does_not_fire() {
     let world = World::new();
     world.job("quiet", &sleeper(1), "schedule = \"@every 60s\"");
     world.job("loud", &sleeper(1), "schedule = \"@every 60s\"");
-    world.store().await.set_paused("quiet".into(), true).await.unwrap();
+    world.store().await.set_paused("quiet".into(), true, None).await.unwrap();
     world.run(ORIGIN, Duration::from_secs(130)).await;
     assert!(world.runs("quiet").await.is_empty());
     assert_eq!(world.runs("loud").await.len(), 2);

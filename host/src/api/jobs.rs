@@ -199,14 +199,32 @@ async fn read_payload(job: &JobView, headers: &HeaderMap, body: Body) -> Result<
 struct Paused {
     job: String,
     paused: bool,
+    /// The reason the pause was given, if any (none on resume).
+    reason: Option<String>,
+}
+
+/// The optional body of a pause.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct PauseBody {
+    reason: Option<String>,
 }
 
 pub async fn pause(
     state: State<ApiState>,
     name: PathArg<String>,
     _: QueryArgs<NoParams>,
+    body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    set_paused(state, name, true).await
+    let PauseBody { reason } = if body.iter().all(u8::is_ascii_whitespace) {
+        PauseBody::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|error| {
+            ApiError::bad_request(format!("the body must be JSON like {{\"reason\": \"…\"}}, or empty: {error}"))
+        })?
+    };
+    let reason = crate::scheduler::pause_reason(reason.as_deref().unwrap_or("")).map_err(ApiError::bad_request)?;
+    set_paused(state, name, true, reason).await
 }
 
 pub async fn resume(
@@ -214,15 +232,16 @@ pub async fn resume(
     name: PathArg<String>,
     _: QueryArgs<NoParams>,
 ) -> Result<Response, ApiError> {
-    set_paused(state, name, false).await
+    set_paused(state, name, false, None).await
 }
 
 async fn set_paused(
     State(state): State<ApiState>,
     PathArg(name): PathArg<String>,
     paused: bool,
+    reason: Option<String>,
 ) -> Result<Response, ApiError> {
     loaded(&state, &name)?;
-    state.handle.pause(&name, paused).await?;
-    Ok(Json(Paused { job: name, paused }).into_response())
+    state.handle.pause(&name, paused, reason.clone()).await?;
+    Ok(Json(Paused { job: name, paused, reason }).into_response())
 }

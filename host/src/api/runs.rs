@@ -25,6 +25,8 @@ pub struct Filters {
     trigger: Option<String>,
     since: Option<String>,
     until: Option<String>,
+    scheduled_for: Option<String>,
+    q: Option<String>,
     limit: Option<u32>,
     cursor: Option<String>,
 }
@@ -49,6 +51,8 @@ impl Filters {
             trigger: parse("trigger", &self.trigger)?,
             since: time("since", &self.since)?,
             until: time("until", &self.until)?,
+            scheduled_for: time("scheduled_for", &self.scheduled_for)?,
+            search: self.q.as_deref().map(str::trim).filter(|q| !q.is_empty()).map(str::to_owned),
             before,
             limit,
         })

@@ -62,9 +62,11 @@ fn build_view(globals: &Globals) -> anyhow::Result<JobsView> {
             JobView {
                 name: spec.name.clone(),
                 schedule: spec.schedule.as_ref().map(|s| s.text().to_owned()),
+                schedule_text: spec.schedule.as_ref().map(|s| s.describe()),
                 timezone: spec.timezone.to_string(),
                 enabled: spec.enabled,
                 paused: state.paused,
+                paused_reason: state.paused_reason,
                 next_fire: next,
                 last_run: outcomes.iter().find(|r| r.job == spec.name).map(LastRun::from),
                 load_error: state.load_error,
@@ -80,6 +82,7 @@ fn build_view(globals: &Globals) -> anyhow::Result<JobsView> {
         jobs.push(JobView {
             module_sha256: state.module_sha256,
             paused: state.paused,
+            paused_reason: state.paused_reason,
             load_error: Some(error.to_string()),
             name,
             ..JobView::default()
@@ -118,6 +121,9 @@ fn render(out: &mut impl Write, job: &JobView) -> std::io::Result<()> {
         (None, _) => "-".into(),
     };
     writeln!(out, "{:<20} {:<28} {:<26} {:<22} {state}", job.name, schedule, next, last)?;
+    if let Some(reason) = job.paused_reason.as_ref().filter(|_| job.paused) {
+        writeln!(out, "{:<20}   paused: {reason}", "")?;
+    }
     if let Some(error) = &job.load_error {
         writeln!(out, "{:<20}   the host's last reload failed, keeping this version: {error}", "")?;
     }

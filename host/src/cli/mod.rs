@@ -89,7 +89,7 @@ pub enum Command {
     /// Print a run's captured stdout and stderr.
     Logs(runs::LogsArgs),
     /// Stop a job from firing until resumed.
-    Pause(pause::Args),
+    Pause(pause::PauseArgs),
     /// Let a paused job fire again.
     Resume(pause::Args),
     /// Scaffold a job in a language: source, build script, declaration.
@@ -122,8 +122,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Retry(args) => trigger::retry(&cli.globals, args),
         Command::Runs(args) => runs::runs(&cli.globals, args),
         Command::Logs(args) => runs::logs(&cli.globals, args),
-        Command::Pause(args) => pause::run(&cli.globals, args, true),
-        Command::Resume(args) => pause::run(&cli.globals, args, false),
+        Command::Pause(args) => pause::pause(&cli.globals, args),
+        Command::Resume(args) => pause::run(&cli.globals, args, false, None),
         Command::New(args) => new::run(&cli.globals, args),
         Command::Bench(args) => bench::run(&cli.globals, args),
     }

@@ -60,8 +60,8 @@ impl Scheduler {
                 let _ = reply.send(answer);
             }
             Command::Retry(id, reply) => self.retry(id, reply).await,
-            Command::Pause { job, paused, reply } => {
-                let answer = self.pause(job, paused).await;
+            Command::Pause { job, paused, reason, reply } => {
+                let answer = self.pause(job, paused, reason).await;
                 let _ = reply.send(answer);
             }
         }
@@ -217,17 +217,19 @@ impl Scheduler {
         }
     }
 
-    async fn pause(&mut self, job: String, paused: bool) -> Result<(), CommandError> {
+    async fn pause(&mut self, job: String, paused: bool, reason: Option<String>) -> Result<(), CommandError> {
         if !self.jobs.contains_key(&job) {
             return Err(CommandError::UnknownJob(job));
         }
-        self.store.set_paused(job.clone(), paused).await.map_err(store_error)?;
+        let reason = reason.filter(|_| paused);
+        self.store.set_paused(job.clone(), paused, reason.clone()).await.map_err(store_error)?;
         if let Some(slot) = self.jobs.get_mut(&job) {
             slot.paused = paused;
+            slot.paused_reason = reason.clone();
         }
         // Shown before the answer: whoever paused it reads it back paused.
         self.publish_view_now();
-        tracing::info!(job = %job, paused, "job paused or resumed, as asked");
+        tracing::info!(job = %job, paused, reason = reason.as_deref().unwrap_or(""), "job paused or resumed, as asked");
         Ok(())
     }
 }

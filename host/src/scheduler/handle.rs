@@ -60,6 +60,22 @@ pub enum CommandError {
     ShuttingDown,
 }
 
+/// The longest reason a pause may carry, in characters.
+pub const MAX_PAUSE_REASON: usize = 500;
+
+/// A pause reason as given: trimmed, none if blank; an error saying why
+/// if it is too long or spans lines.
+pub fn pause_reason(text: &str) -> Result<Option<String>, String> {
+    let text = text.trim();
+    if text.chars().count() > MAX_PAUSE_REASON {
+        return Err(format!("the pause reason is {} characters; keep it to {MAX_PAUSE_REASON}", text.chars().count()));
+    }
+    if text.chars().any(char::is_control) {
+        return Err("the pause reason must be one line of text, without control characters".into());
+    }
+    Ok(Some(text.to_owned()).filter(|text| !text.is_empty()))
+}
+
 pub(super) type Reply<T> = oneshot::Sender<Result<T, CommandError>>;
 
 pub(super) enum Command {
@@ -69,6 +85,7 @@ pub(super) enum Command {
     Pause {
         job: String,
         paused: bool,
+        reason: Option<String>,
         reply: Reply<()>,
     },
     /// The job world's `enqueue`: a run of `job` started by run `parent_run`.
@@ -120,8 +137,9 @@ impl Handle {
         self.ask(|reply| Command::Retry(run_id, reply)).await
     }
 
-    pub async fn pause(&self, job: &str, paused: bool) -> Result<(), CommandError> {
-        self.ask(|reply| Command::Pause { job: job.to_owned(), paused, reply }).await
+    /// Pauses (with an optional reason, shown while paused) or resumes `job`.
+    pub async fn pause(&self, job: &str, paused: bool, reason: Option<String>) -> Result<(), CommandError> {
+        self.ask(|reply| Command::Pause { job: job.to_owned(), paused, reason, reply }).await
     }
 
     /// A run of `job` enqueued by run `parent_run` (job world `enqueue`).

@@ -31,7 +31,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio::sync::{mpsc, watch};
 
-pub use handle::{CommandError, Handle, TriggerRequest, Triggered};
+pub use handle::{CommandError, Handle, MAX_PAUSE_REASON, TriggerRequest, Triggered, pause_reason};
 pub use policy::{CatchUpPlan, MAX_MISSED_RECORDS, plan_catch_up, retry_allowed, retry_delay};
 pub use reload::ReloadConfig;
 pub use task::finished;
@@ -89,6 +89,8 @@ struct JobSlot {
     /// The one run held back by `overlap = "queue"`.
     queued: Option<PendingRun>,
     paused: bool,
+    /// Why it is paused, as its pauser said.
+    paused_reason: Option<String>,
     /// Why the job's newest files failed to load (this version stays).
     load_error: Option<String>,
 }
@@ -104,6 +106,7 @@ impl JobSlot {
             waiting: 0,
             queued: None,
             paused: false,
+            paused_reason: None,
             load_error: None,
         }
     }

@@ -57,6 +57,7 @@ impl Scheduler {
         for (name, slot) in &mut self.jobs {
             if let Some(state) = states.get(name) {
                 slot.paused = state.paused;
+                slot.paused_reason = state.paused_reason.clone();
             }
         }
         let names = self.jobs.keys().cloned().collect();

@@ -24,9 +24,13 @@ pub struct JobView {
     pub name: String,
     /// The cron expression as written; none for a job that only runs when triggered.
     pub schedule: Option<String>,
+    /// The schedule in words.
+    pub schedule_text: Option<String>,
     pub timezone: String,
     pub enabled: bool,
     pub paused: bool,
+    /// Why, as whoever paused it said.
+    pub paused_reason: Option<String>,
     #[serde(serialize_with = "rfc3339_opt")]
     pub next_fire: Option<DateTime<Utc>>,
     pub last_run: Option<LastRun>,
@@ -127,9 +131,11 @@ impl super::Scheduler {
             .map(|(name, slot)| JobView {
                 name: name.clone(),
                 schedule: slot.spec.schedule.as_ref().map(|s| s.text().to_owned()),
+                schedule_text: slot.spec.schedule.as_ref().map(|s| s.describe()),
                 timezone: slot.spec.timezone.to_string(),
                 enabled: slot.spec.enabled,
                 paused: slot.paused,
+                paused_reason: slot.paused_reason.clone().filter(|_| slot.paused),
                 next_fire: slot.next_fire.filter(|_| !slot.paused),
                 last_run: self.last_runs.get(name).cloned(),
                 load_error: slot.load_error.clone(),

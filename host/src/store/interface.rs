@@ -66,7 +66,8 @@ pub trait Store: Send + Sync + 'static {
     // Job state.
 
     async fn job_states(&self) -> Result<BTreeMap<String, JobState>>;
-    async fn set_paused(&self, job: String, paused: bool) -> Result<()>;
+    /// Pauses or resumes `job`; a pause keeps its `reason`, a resume drops it.
+    async fn set_paused(&self, job: String, paused: bool, reason: Option<String>) -> Result<()>;
     /// Moves `job`'s watermark: every fire up to `at` is dealt with.
     async fn set_last_fire(&self, job: String, at: DateTime<Utc>) -> Result<()>;
     /// Records what the host loaded (or failed to) at `now`.

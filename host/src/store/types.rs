@@ -147,6 +147,12 @@ pub struct RunQuery {
     pub since: Option<DateTime<Utc>>,
     /// Scheduled before this instant.
     pub until: Option<DateTime<Utc>>,
+    /// Scheduled for this instant, to the millisecond (as the API shows
+    /// times): with `job`, every attempt of one fire.
+    pub scheduled_for: Option<DateTime<Utc>>,
+    /// Text found in the job's name or the run's error (ignoring ASCII
+    /// case), or a run id.
+    pub search: Option<String>,
     pub before: Option<i64>,
     pub limit: u32,
 }
@@ -211,6 +217,8 @@ pub struct JobState {
     /// Every fire up to this instant has been dealt with (run, skipped or missed).
     pub last_fire: Option<DateTime<Utc>>,
     pub paused: bool,
+    /// Why, as whoever paused the job said; cleared on resume.
+    pub paused_reason: Option<String>,
     /// The module version the host has in service, and since when.
     pub module_sha256: Option<String>,
     pub loaded_at: Option<DateTime<Utc>>,

@@ -117,9 +117,14 @@ async fn jobs(checker: &mut Checker<'_>) {
     let broken = checker.expect(admin("GET", "/api/v1/jobs/broken"), 200).await.json();
     assert!(broken["load_error"].as_str().unwrap().contains("nonsense"), "{broken}");
     checker.expect_error(admin("GET", "/api/v1/jobs/nope"), 404, "unknown_job").await;
+    for path in ["/login", "/logout"] {
+        let mut cross = request("POST", path, None, Body::empty());
+        cross.headers_mut().insert("sec-fetch-site", "cross-site".parse().unwrap());
+        checker.expect_error(cross, 403, "cross_site").await;
+    }
     for (command, paused) in [("pause", true), ("resume", false)] {
         let answer = checker.expect(admin("POST", &format!("/api/v1/jobs/daily/{command}")), 200).await.json();
-        assert_eq!(answer, serde_json::json!({ "job": "daily", "paused": paused }));
+        assert_eq!(answer, serde_json::json!({ "job": "daily", "paused": paused, "reason": null }));
         for job in ["nope", "broken"] {
             checker.expect_error(admin("POST", &format!("/api/v1/jobs/{job}/{command}")), 404, "unknown_job").await;
         }

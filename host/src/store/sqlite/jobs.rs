@@ -10,7 +10,7 @@ use rusqlite::{OptionalExtension, params};
 use super::db::{Db, from_micros, micros};
 use crate::store::{CatchUp, Fire, FireRecorded, JobState, Load, NewRun, PendingRun, Result};
 
-const STATE_COLUMNS: &str = "last_fire, paused, module_sha256, loaded_at, load_error";
+const STATE_COLUMNS: &str = "last_fire, paused, module_sha256, loaded_at, load_error, paused_reason";
 
 fn state_from_row(row: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<JobState> {
     let time = |i: usize| -> rusqlite::Result<Option<DateTime<Utc>>> {
@@ -22,6 +22,7 @@ fn state_from_row(row: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<Job
         module_sha256: row.get(first + 2)?,
         loaded_at: time(3)?,
         load_error: row.get(first + 4)?,
+        paused_reason: row.get(first + 5)?,
     })
 }
 
@@ -47,12 +48,13 @@ impl Db {
         Ok(())
     }
 
-    pub fn set_paused(&self, job: &str, paused: bool) -> Result<()> {
+    pub fn set_paused(&self, job: &str, paused: bool, reason: Option<&str>) -> Result<()> {
+        let reason = reason.filter(|_| paused);
         self.conn
             .execute(
-                "INSERT INTO job_state (job, paused) VALUES (?1, ?2)
-                 ON CONFLICT (job) DO UPDATE SET paused = excluded.paused",
-                params![job, paused],
+                "INSERT INTO job_state (job, paused, paused_reason) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (job) DO UPDATE SET paused = excluded.paused, paused_reason = excluded.paused_reason",
+                params![job, paused, reason],
             )
             .map_err(|e| self.error(e))?;
         Ok(())

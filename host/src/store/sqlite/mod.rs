@@ -157,8 +157,8 @@ impl Store for SqliteStore {
         self.actor.call_one(|db| db.job_states()).await
     }
 
-    async fn set_paused(&self, job: String, paused: bool) -> Result<()> {
-        self.actor.call_one(move |db| db.set_paused(&job, paused)).await
+    async fn set_paused(&self, job: String, paused: bool, reason: Option<String>) -> Result<()> {
+        self.actor.call_one(move |db| db.set_paused(&job, paused, reason.as_deref())).await
     }
 
     async fn set_last_fire(&self, job: String, at: DateTime<Utc>) -> Result<()> {

@@ -148,9 +148,17 @@ impl Db {
                  WHERE (?1 IS NULL OR job = ?1) AND (?2 IS NULL OR status = ?2) AND (?3 IS NULL OR trigger = ?3)
                    AND (?4 IS NULL OR scheduled_for >= ?4) AND (?5 IS NULL OR scheduled_for < ?5)
                    AND (?6 IS NULL OR id < ?6)
+                   AND (?8 IS NULL OR (scheduled_for >= ?8 AND scheduled_for < ?8 + 1000))
+                   AND (?9 IS NULL OR job LIKE ?9 ESCAPE '\\' OR error LIKE ?9 ESCAPE '\\' OR id = ?10)
                  ORDER BY id DESC LIMIT ?7"
             ))
             .map_err(|e| self.error(e))?;
+        let search = query.search.as_deref();
+        let pattern = search.map(|text| {
+            let escaped = text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+            format!("%{escaped}%")
+        });
+        let id = search.and_then(|text| text.trim().trim_start_matches('#').parse::<i64>().ok());
         let rows = statement
             .query_map(
                 params![
@@ -161,6 +169,9 @@ impl Db {
                     query.until.map(micros),
                     query.before,
                     query.limit,
+                    query.scheduled_for.map(micros),
+                    pattern,
+                    id,
                 ],
                 RawRun::from_row,
             )

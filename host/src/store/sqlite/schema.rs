@@ -99,4 +99,6 @@ pub(super) const MIGRATIONS: &[&str] = &[
     // `KEY_WINDOW` from then, and a run due later than it was delayed.
     "ALTER TABLE runs ADD COLUMN triggered_at INTEGER;
     UPDATE runs SET triggered_at = scheduled_for WHERE trigger = 'manual';",
+    // 6: why a job was paused, as its pauser said.
+    "ALTER TABLE job_state ADD COLUMN paused_reason TEXT;",
 ];

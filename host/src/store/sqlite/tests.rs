@@ -119,7 +119,7 @@ async fn fires_of_a_paused_job_move_its_watermark_and_record_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir).await;
     let (t1, t2) = (at("2026-11-24T10:00:00Z"), at("2026-11-24T10:01:00Z"));
-    store.set_paused("quiet".into(), true).await.unwrap();
+    store.set_paused("quiet".into(), true, None).await.unwrap();
     let fire = |job: &str, at, skipped: Option<&str>| Fire {
         job: job.into(),
         scheduled_for: at,
@@ -183,8 +183,8 @@ async fn job_state_round_trips() {
     assert!(store.job_states().await.unwrap().is_empty());
     let t = at("2026-11-24T10:00:00Z");
     store.set_last_fire("a".into(), t).await.unwrap();
-    store.set_paused("a".into(), true).await.unwrap();
-    store.set_paused("b".into(), true).await.unwrap();
+    store.set_paused("a".into(), true, None).await.unwrap();
+    store.set_paused("b".into(), true, None).await.unwrap();
     let states = store.job_states().await.unwrap();
     assert_eq!((states["a"].last_fire, states["a"].paused, states.len()), (Some(t), true, 2));
 
