@@ -1,5 +1,6 @@
 //! The control plane: an HTTP API under `/api/v1` (JSON), `/healthz` and
-//! `/readyz`, served by axum on `--listen`.
+//! `/readyz`, and the dashboard (`/`, `/login`, `/assets/…`; see
+//! [`dashboard`]), served by axum on `--listen`.
 //!
 //! [`app`] builds the router from [`routes`], one table of every route,
 //! which the OpenAPI document (`openapi.json`, served at
@@ -10,6 +11,7 @@
 //! `{"error": {"code", "message"}}` (see [`ApiError`]).
 
 pub mod auth;
+mod dashboard;
 mod error;
 mod events;
 mod jobs;
@@ -50,6 +52,9 @@ pub struct ApiState {
 /// document) and its handler. `app` is built from this table alone.
 pub fn routes() -> Vec<(&'static str, &'static str, MethodRouter<ApiState>)> {
     vec![
+        ("GET", "/", get(dashboard::index)),
+        ("GET", "/login", get(dashboard::login)),
+        ("GET", "/assets/{file}", get(dashboard::asset)),
         ("GET", "/healthz", get(healthz)),
         ("GET", "/readyz", get(readyz)),
         ("GET", "/api/v1/openapi.json", get(openapi)),

@@ -42,6 +42,7 @@ async fn every_answer_the_api_gives_is_documented() {
         refusals(&mut checker, &operation).await;
     }
     jobs(&mut checker).await;
+    dashboard(&mut checker).await;
     let ended = triggers(&mut checker).await;
     runs(&mut checker, &ended).await;
     after_reload(&mut checker, &host, &ended).await;
@@ -129,6 +130,24 @@ async fn jobs(checker: &mut Checker<'_>) {
             checker.expect_error(admin("POST", &format!("/api/v1/jobs/{job}/{command}")), 404, "unknown_job").await;
         }
     }
+}
+
+/// The dashboard's page for a logged-in browser, and its files: one
+/// unchanged since the browser's copy, one that does not exist.
+async fn dashboard(checker: &mut Checker<'_>) {
+    let mut logged_in = request("GET", "/", None, Body::empty());
+    logged_in.headers_mut().insert("cookie", format!("wasmcron_session={ADMIN}").parse().unwrap());
+    let page = checker.expect(logged_in, 200).await;
+    assert!(String::from_utf8_lossy(&page.body).contains("/assets/app.js"), "the page loads the app");
+    checker.expect(request("GET", "/login?error=invalid", None, Body::empty()), 200).await;
+    let script = checker.expect(request("GET", "/assets/app.js", None, Body::empty()), 200).await;
+    let etag = script.headers["etag"].clone();
+    let mut again = request("GET", "/assets/app.js", None, Body::empty());
+    again.headers_mut().insert("if-none-match", etag);
+    checker.expect(again, 304).await;
+    checker.expect(request("GET", "/assets/app.css", None, Body::empty()), 200).await;
+    checker.expect(request("GET", "/assets/icon.svg", None, Body::empty()), 200).await;
+    checker.expect_error(request("GET", "/assets/nope.js", None, Body::empty()), 404, "no_asset").await;
 }
 
 /// Runs that ended, by what they are for.
