@@ -8,6 +8,7 @@ mod cli;
 mod commands;
 mod control;
 mod daemon;
+mod dashboard;
 mod declarations;
 mod examples;
 mod faults;

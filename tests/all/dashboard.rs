@@ -1,0 +1,503 @@
+//! The dashboard in a real browser: headless Chromium (Debian's
+//! `chromium`), driven over WebDriver by Debian's `chromedriver`, against
+//! the real `wasmcron run` on loopback. Each step waits by polling the
+//! DOM with a generous deadline, never by sleeping; each page it visits
+//! is saved as a PNG in `target/dashboard/` for people to look at.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{Value, json};
+
+use crate::daemon::Host;
+use crate::support::{ECHO, Sandbox, fixture, free_port, repo_root, wait_for};
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+/// How long any one thing may take to show: generous, for a loaded machine.
+const DEADLINE: Duration = Duration::from_secs(45);
+
+/// `chromedriver` on a port of its own, stopped when dropped.
+struct Driver {
+    child: Child,
+    url: String,
+    log: PathBuf,
+}
+
+impl Driver {
+    fn start(sandbox: &Sandbox) -> Driver {
+        for binary in [CHROMIUM, CHROMEDRIVER] {
+            assert!(
+                Path::new(binary).exists(),
+                "{binary} is missing: the dashboard test needs Debian's chromium and chromium-driver packages; \
+                 run .ci/install-toolchains (CI does)"
+            );
+        }
+        let port = free_port();
+        let log = sandbox.path("chromedriver.log");
+        let child = Command::new(CHROMEDRIVER)
+            .arg(format!("--port={port}"))
+            .arg(format!("--log-path={}", log.display()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {CHROMEDRIVER}: {e}; run .ci/install-toolchains"));
+        let address = format!("127.0.0.1:{port}");
+        wait_for("chromedriver to listen", Duration::from_secs(30), || std::net::TcpStream::connect(&address).is_ok());
+        Driver { child, url: format!("http://{address}"), log }
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Where the screenshots go: `target/dashboard/`, beside the test binary's `target/debug/deps`.
+fn screenshot_dir() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| {
+        let exe = std::env::current_exe().expect("the test binary's path");
+        exe.ancestors().nth(3).map(Path::to_owned).unwrap_or_else(|| repo_root().join("target"))
+    });
+    let dir = target.join("dashboard");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A browser on the host's dashboard, with the page-level steps the tests take.
+struct Browser {
+    client: Client,
+    base: String,
+    shots: PathBuf,
+}
+
+impl Browser {
+    async fn open(driver: &Driver, base: &str, profile: &Path) -> Browser {
+        let mut capabilities = serde_json::Map::new();
+        capabilities.insert("browserName".into(), json!("chrome"));
+        capabilities.insert(
+            "goog:chromeOptions".into(),
+            json!({
+                "binary": CHROMIUM,
+                "args": [
+                    "--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1280,900",
+                    "--disable-dev-shm-usage", "--no-first-run", "--disable-extensions",
+                    format!("--user-data-dir={}", profile.display()),
+                ],
+            }),
+        );
+        let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(capabilities)
+            .connect(&driver.url)
+            .await
+            .unwrap_or_else(|e| {
+                let log = std::fs::read_to_string(&driver.log).unwrap_or_default();
+                let tail: String =
+                    log.lines().rev().take(30).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n");
+                panic!("chromedriver could not start {CHROMIUM}: {e}\n{tail}")
+            });
+        Browser { client, base: base.to_owned(), shots: screenshot_dir() }
+    }
+
+    async fn goto(&self, path: &str) {
+        self.client.goto(&format!("{}{path}", self.base)).await.unwrap();
+    }
+
+    /// Runs `script` in the page (its arguments as `arguments[i]`).
+    async fn eval(&self, script: &str, args: Vec<Value>) -> Value {
+        self.client.execute(script, args).await.unwrap_or_else(|e| panic!("running {script}: {e}"))
+    }
+
+    /// The text of the first element `css` selects, if there is one.
+    async fn text(&self, css: &str) -> Option<String> {
+        let script = "const e = document.querySelector(arguments[0]); return e ? e.textContent.trim() : null;";
+        self.eval(script, vec![json!(css)]).await.as_str().map(str::to_owned)
+    }
+
+    async fn attr(&self, css: &str, name: &str) -> Option<String> {
+        let script = "const e = document.querySelector(arguments[0]); return e ? e.getAttribute(arguments[1]) : null;";
+        self.eval(script, vec![json!(css), json!(name)]).await.as_str().map(str::to_owned)
+    }
+
+    async fn count(&self, css: &str) -> usize {
+        let script = "return document.querySelectorAll(arguments[0]).length;";
+        self.eval(script, vec![json!(css)]).await.as_u64().unwrap_or(0) as usize
+    }
+
+    /// Polls until `probe` gives a value, failing with `what`, the page's
+    /// address and its main text after the deadline.
+    async fn until<T>(&self, what: &str, mut probe: impl AsyncFnMut() -> Option<T>) -> T {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            if let Some(value) = probe().await {
+                return value;
+            }
+            if Instant::now() > deadline {
+                let url = self.client.current_url().await.map(|u| u.to_string()).unwrap_or_default();
+                let page = self.text("body").await.unwrap_or_default();
+                self.screenshot("failure").await;
+                panic!("timed out after {DEADLINE:?} waiting for {what}\nat {url}\npage: {page}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Waits for an element whose text satisfies `holds`; returns the text.
+    async fn wait_text(&self, css: &str, holds: impl Fn(&str) -> bool) -> String {
+        self.until(&format!("the text of {css}"), async || self.text(css).await.filter(|text| holds(text))).await
+    }
+
+    async fn wait_for(&self, css: &str) -> String {
+        self.wait_text(css, |_| true).await
+    }
+
+    async fn wait_gone(&self, css: &str) {
+        self.until(&format!("{css} to go"), async || (self.count(css).await == 0).then_some(())).await
+    }
+
+    /// Clicks the element `css` selects, once it is there (the page
+    /// re-renders on live events: a click on a replaced element is tried again).
+    async fn click(&self, css: &str) {
+        self.until(&format!("clicking {css}"), async || {
+            let element = self.client.find(Locator::Css(css)).await.ok()?;
+            element.click().await.ok()
+        })
+        .await
+    }
+
+    async fn type_into(&self, css: &str, text: &str) {
+        self.wait_for(css).await;
+        self.client.find(Locator::Css(css)).await.unwrap().send_keys(text).await.unwrap();
+    }
+
+    async fn url(&self) -> String {
+        self.client.current_url().await.unwrap().to_string()
+    }
+
+    async fn screenshot(&self, name: &str) {
+        let png = self.client.screenshot().await.unwrap();
+        assert!(png.starts_with(b"\x89PNG"), "a screenshot is a PNG");
+        std::fs::write(self.shots.join(format!("{name}.png")), png).unwrap();
+    }
+
+    /// Clears the toasts, so that the next one is the next action's.
+    async fn clear_toasts(&self) {
+        self.eval("document.getElementById('toasts').replaceChildren();", vec![]).await;
+    }
+
+    /// The run id in the newest toast's link (`#/runs/ID`).
+    async fn toasted_run(&self) -> i64 {
+        let link = self
+            .until("a toast linking the new run", async || {
+                self.attr("#toasts .toast:last-child [data-testid=toast-link]", "href").await
+            })
+            .await;
+        link.rsplit('/').next().unwrap().parse().unwrap_or_else(|_| panic!("toast link {link}"))
+    }
+
+    async fn log_in(&self, token: &str) {
+        self.goto("/").await;
+        self.wait_for("#login-form").await;
+        assert!(self.url().await.ends_with("/login"), "without a session / sends the browser to /login");
+        self.type_into("#token", token).await;
+        self.click("#login").await;
+        self.wait_for("#jobs-table").await;
+    }
+
+    async fn log_out(&self) {
+        self.click("#logout").await;
+        self.wait_for("#login-form").await;
+    }
+}
+
+fn declare_jobs(sandbox: &Sandbox) {
+    std::fs::write(sandbox.jobs().join("echo.wat"), ECHO).unwrap();
+    sandbox.declare("echo", "schedule = \"0 30 2 * * Mon-Fri\"\ntimezone = \"Europe/London\"");
+    std::fs::copy(fixture("sleep_hour.wat"), sandbox.jobs().join("sleepy.wat")).unwrap();
+    // The bundled heartbeat, as jobs.d declares it, so that runs come by themselves.
+    let heartbeat = std::fs::read_to_string(repo_root().join("jobs.d/heartbeat.toml")).unwrap();
+    let module = repo_root().join("plugins/heartbeat/heartbeat.wat");
+    let heartbeat =
+        heartbeat.replace("\"../plugins/heartbeat/heartbeat.wat\"", &format!("{:?}", module.display().to_string()));
+    sandbox.declare("heartbeat", &heartbeat);
+    sandbox.declare("broken", "schedule = \"61 * * * *\"");
+}
+
+/// The host's tokens, once it has written them, and it is ready.
+fn ready(sandbox: &Sandbox, host: &Host) -> (String, String) {
+    let read = |file: &str| {
+        let path = sandbox.state().join(file);
+        wait_for(&path.display().to_string(), Duration::from_secs(30), || path.exists());
+        std::fs::read_to_string(path).unwrap().trim().to_owned()
+    };
+    let url = format!("http://{}/readyz", host.listen);
+    wait_for("the host to be ready", Duration::from_secs(60), || http_get_status(&url) == Some(200));
+    (read("token"), read("token.read"))
+}
+
+/// A blocking GET's status, or none if nothing answers.
+fn http_get_status(url: &str) -> Option<u16> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async { reqwest::get(url).await.ok().map(|r| r.status().as_u16()) })
+}
+
+/// A POST to the API with the browser's session cookie, from outside the
+/// browser: its status and error code.
+async fn post_with_cookie(base: &str, path: &str, cookie: &str, headers: &[(&str, &str)]) -> (u16, Value) {
+    let mut request = reqwest::Client::new().post(format!("{base}{path}")).header("cookie", cookie);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let answer = request.send().await.unwrap();
+    let status = answer.status().as_u16();
+    (status, answer.json().await.unwrap_or(Value::Null))
+}
+
+async fn api_get(base: &str, path: &str, token: &str) -> Value {
+    let answer = reqwest::Client::new().get(format!("{base}{path}")).bearer_auth(token).send().await.unwrap();
+    assert_eq!(answer.status().as_u16(), 200, "GET {path}");
+    answer.json().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_in_a_browser() {
+    let sandbox = Sandbox::new();
+    declare_jobs(&sandbox);
+    let host = Host::start(&sandbox, &[]);
+    let (admin, read) = tokio::task::block_in_place(|| ready(&sandbox, &host));
+    let driver = tokio::task::block_in_place(|| Driver::start(&sandbox));
+    let profile = tempfile::tempdir().unwrap();
+    let base = format!("http://{}", host.listen);
+    let browser = Browser::open(&driver, &base, profile.path()).await;
+
+    login_refuses_a_wrong_token(&browser).await;
+    browser.log_in(&admin).await;
+    jobs_are_listed(&browser).await;
+    let echo_run = a_trigger_with_a_payload_is_followed_live(&browser).await;
+    a_run_made_elsewhere_appears_live(&browser, &admin).await;
+    let sleepy_run = a_long_run_is_cancelled(&browser).await;
+    runs_are_filtered(&browser, echo_run, sleepy_run).await;
+    pause_with_a_reason_and_resume(&browser, &admin).await;
+    let host = the_live_stream_reconnects(&browser, &sandbox, host, &admin).await;
+    another_sites_page_is_refused(&browser).await;
+    the_page_fits_a_phone(&browser).await;
+
+    browser.log_out().await;
+    browser.log_in(&read).await;
+    the_read_only_token_shows_no_actions(&browser, sleepy_run).await;
+    browser.client.clone().close().await.unwrap();
+    drop(host);
+}
+
+async fn login_refuses_a_wrong_token(browser: &Browser) {
+    browser.goto("/").await;
+    browser.wait_for("#login-form").await;
+    assert!(browser.url().await.ends_with("/login"), "without a session / sends the browser to /login");
+    let rules = browser.eval("return document.styleSheets[0].cssRules.length;", vec![]).await;
+    assert!(rules.as_u64().unwrap_or(0) > 20, "the style sheet loads under the page's CSP: {rules}");
+    browser.screenshot("login").await;
+    browser.type_into("#token", "not-this-hosts-token-0123456789").await;
+    browser.click("#login").await;
+    let error = browser.wait_for("#login-error").await;
+    assert!(error.contains("STATE/token"), "the error says where the tokens are: {error}");
+    assert!(browser.url().await.ends_with("/login?error=invalid"));
+    browser.screenshot("login-refused").await;
+}
+
+async fn jobs_are_listed(browser: &Browser) {
+    for job in ["echo", "sleepy", "heartbeat", "broken"] {
+        browser.wait_for(&format!("tr[data-job={job}]")).await;
+    }
+    browser.wait_text("#access", |text| text == "admin").await;
+    browser.wait_text("#live", |text| text == "Live").await;
+    let error = browser.wait_for("tr[data-job=broken] [data-testid=load-error]").await;
+    assert!(error.contains("61"), "the load error says what is wrong: {error}");
+    let cron = browser.wait_for("tr[data-job=echo] [data-testid=schedule-cron]").await;
+    assert_eq!(cron, "0 30 2 * * Mon-Fri");
+    let words = browser.wait_for("tr[data-job=echo] [data-testid=schedule-text]").await;
+    assert!(words.contains("02:30") || words.contains("2:30"), "the schedule in words: {words}");
+    browser.wait_for("tr[data-job=echo] [data-testid=fires-timeline]").await;
+    // The heartbeat fires every ten seconds: its strip and chart fill by themselves.
+    browser.wait_for("tr[data-job=heartbeat] [data-testid=history-strip] .status-succeeded").await;
+    browser.wait_for("tr[data-job=heartbeat] [data-testid=duration-chart] rect").await;
+    browser.screenshot("jobs").await;
+}
+
+/// Triggered from the job's page with a payload: the run shows up on that
+/// page and reaches `succeeded` through the live stream alone (the page
+/// is not reloaded: a marker set in it survives), and its page shows the
+/// payload echoed on stdout.
+async fn a_trigger_with_a_payload_is_followed_live(browser: &Browser) -> i64 {
+    browser.click("[data-testid=job-link-echo]").await;
+    browser.wait_text("[data-testid=job-name]", |name| name == "echo").await;
+    browser.wait_for("[data-testid=next-fires] li").await;
+    browser.eval("window.notReloaded = true;", vec![]).await;
+    browser.click("#trigger-echo").await;
+    browser.wait_for("#trigger-dialog").await;
+    browser.type_into("#payload", "{\"order\": 17}").await;
+    browser.screenshot("trigger-dialog").await;
+    browser.clear_toasts().await;
+    browser.click("#trigger-dialog-confirm").await;
+    let id = browser.toasted_run().await;
+    browser.wait_text(&format!("[data-testid=run-status-{id}]"), |status| status == "succeeded").await;
+    assert_eq!(browser.eval("return window.notReloaded === true;", vec![]).await, json!(true), "the page was reloaded");
+    browser.screenshot("job").await;
+
+    browser.click("[data-testid=toast-link]").await;
+    browser.wait_text("[data-testid=run-status]", |status| status == "succeeded").await;
+    let stdout = browser.wait_for("[data-testid=stdout]").await;
+    assert_eq!(stdout, "{\"order\": 17}", "the payload was the run's stdin");
+    let module = browser.wait_for("[data-testid=module]").await;
+    assert_eq!(module.len(), 64, "the module's sha256: {module}");
+    browser.wait_for(&format!("tr[data-run=\"{id}\"][aria-current=true]")).await;
+    browser.screenshot("run").await;
+    id
+}
+
+/// A run triggered through the API, not the page, appears on the runs
+/// page by itself and changes state there.
+async fn a_run_made_elsewhere_appears_live(browser: &Browser, admin: &str) {
+    browser.click("#nav-runs").await;
+    browser.wait_for("[data-testid=runs-table]").await;
+    let answer = reqwest::Client::new()
+        .post(format!("{}/api/v1/jobs/echo/trigger", browser.base))
+        .bearer_auth(admin)
+        .body("from elsewhere")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status().as_u16(), 202);
+    let id = answer.json::<Value>().await.unwrap()["id"].as_i64().unwrap();
+    browser.wait_text(&format!("[data-testid=run-status-{id}]"), |status| status == "succeeded").await;
+    browser.screenshot("runs").await;
+}
+
+async fn a_long_run_is_cancelled(browser: &Browser) -> i64 {
+    browser.click("#nav-jobs").await;
+    browser.click("#trigger-sleepy").await;
+    browser.clear_toasts().await;
+    browser.click("#trigger-dialog-confirm").await;
+    let id = browser.toasted_run().await;
+    browser.click("[data-testid=toast-link]").await;
+    browser.wait_text("[data-testid=run-status]", |status| status == "running").await;
+    browser.click("#cancel-run").await;
+    browser.wait_for("#cancel-dialog").await;
+    browser.screenshot("cancel-dialog").await;
+    browser.click("#cancel-dialog-confirm").await;
+    browser.wait_text("[data-testid=run-status]", |status| status == "cancelled").await;
+    browser.wait_for("#retry-run").await;
+    assert_eq!(browser.count("#cancel-run").await, 0, "an ended run cannot be cancelled");
+    browser.screenshot("run-cancelled").await;
+    id
+}
+
+async fn runs_are_filtered(browser: &Browser, echo_run: i64, sleepy_run: i64) {
+    browser.click("#nav-runs").await;
+    browser.wait_for("#runs-filters").await;
+    browser.client.find(Locator::Css("#filter-status")).await.unwrap().select_by_value("cancelled").await.unwrap();
+    browser.click("#filter-apply").await;
+    browser.wait_for(&format!("[data-testid=run-status-{sleepy_run}]")).await;
+    assert!(browser.url().await.contains("status=cancelled"), "the filter is in the address");
+    assert_eq!(browser.count(&format!("#run-{echo_run}")).await, 0, "a succeeded run is filtered out");
+    let others = browser.count("[data-testid=runs-table] tbody tr:not([data-status=cancelled])").await;
+    assert_eq!(others, 0, "only cancelled runs are listed");
+    browser.screenshot("runs-filtered").await;
+    browser.goto(&format!("/#/runs?q={echo_run}")).await;
+    browser.wait_for(&format!("[data-testid=run-status-{echo_run}]")).await;
+    assert_eq!(browser.count("[data-testid=runs-table] tbody tr").await, 1, "a search by run id finds that run");
+}
+
+async fn pause_with_a_reason_and_resume(browser: &Browser, admin: &str) {
+    browser.click("#nav-jobs").await;
+    browser.click("#pause-echo").await;
+    browser.type_into("#pause-reason", "deploy freeze").await;
+    browser.click("#pause-dialog-confirm").await;
+    let reason = browser.wait_for("tr[data-job=echo] [data-testid=paused-reason]").await;
+    assert_eq!(reason, "deploy freeze");
+    let echo = api_get(&browser.base, "/api/v1/jobs/echo", admin).await;
+    assert_eq!((echo["paused"].clone(), echo["paused_reason"].clone()), (json!(true), json!("deploy freeze")));
+    browser.screenshot("jobs-paused").await;
+    browser.click("#resume-echo").await;
+    browser.wait_gone("tr[data-job=echo] [data-testid=paused]").await;
+    browser.wait_for("#pause-echo").await;
+    let echo = api_get(&browser.base, "/api/v1/jobs/echo", admin).await;
+    assert_eq!(echo["paused"], json!(false));
+}
+
+/// The host stops: the indicator says the page is disconnected. It
+/// starts again on the same address: the page reconnects by itself and
+/// follows runs again.
+async fn the_live_stream_reconnects(browser: &Browser, sandbox: &Sandbox, host: Host, admin: &str) -> Host {
+    browser.click("#nav-runs").await;
+    browser.wait_for("[data-testid=runs-table]").await;
+    let listen = host.listen.clone();
+    tokio::task::block_in_place(|| host.stop());
+    browser.wait_text("#live[data-state=down]", |text| text.contains("Disconnected")).await;
+    browser.screenshot("disconnected").await;
+    let host = tokio::task::block_in_place(|| {
+        let host = Host::start(sandbox, &["--listen", &listen]);
+        ready(sandbox, &host);
+        host
+    });
+    browser.wait_text("#live[data-state=live]", |text| text == "Live").await;
+    let answer = reqwest::Client::new()
+        .post(format!("{}/api/v1/jobs/echo/trigger", browser.base))
+        .bearer_auth(admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status().as_u16(), 202);
+    let id = answer.json::<Value>().await.unwrap()["id"].as_i64().unwrap();
+    browser.wait_text(&format!("[data-testid=run-status-{id}]"), |status| status == "succeeded").await;
+    host
+}
+
+/// The browser's own session cookie is refused for a change that another
+/// site's page asks for, and taken from this one.
+async fn another_sites_page_is_refused(browser: &Browser) {
+    let cookie = browser.client.get_named_cookie("wasmcron_session").await.unwrap();
+    assert_eq!(cookie.http_only(), Some(true), "the page's scripts cannot read the session");
+    assert_eq!(cookie.same_site(), Some(cookie::SameSite::Strict));
+    let cookie = format!("wasmcron_session={}", cookie.value());
+    let path = "/api/v1/jobs/echo/trigger";
+    for headers in [&[("sec-fetch-site", "cross-site")][..], &[("origin", "http://elsewhere.example")][..]] {
+        let (status, body) = post_with_cookie(&browser.base, path, &cookie, headers).await;
+        assert_eq!((status, body["error"]["code"].as_str()), (403, Some("cross_site")), "{headers:?}: {body}");
+    }
+    let (status, body) = post_with_cookie(&browser.base, path, &cookie, &[("sec-fetch-site", "same-origin")]).await;
+    assert_eq!(status, 202, "the same cookie from this site's page: {body}");
+}
+
+async fn the_page_fits_a_phone(browser: &Browser) {
+    browser.client.set_window_size(390, 844).await.unwrap();
+    browser.clear_toasts().await;
+    browser.click("#nav-jobs").await;
+    browser.wait_for("tr[data-job=echo]").await;
+    let wide = browser.eval("return document.documentElement.scrollWidth;", vec![]).await.as_u64().unwrap();
+    let view = browser.eval("return window.innerWidth;", vec![]).await.as_u64().unwrap();
+    assert!(wide <= view, "the jobs page scrolls sideways on a phone: {wide} px in {view}");
+    browser.screenshot("jobs-phone").await;
+    browser.client.set_window_size(1280, 900).await.unwrap();
+}
+
+async fn the_read_only_token_shows_no_actions(browser: &Browser, run: i64) {
+    browser.wait_text("#access", |text| text == "read-only").await;
+    browser.wait_for("tr[data-job=echo] [data-testid=schedule-cron]").await;
+    assert_eq!(browser.count("[data-action], button.action").await, 0, "the jobs page shows actions");
+    browser.screenshot("jobs-read-only").await;
+    browser.click("[data-testid=job-link-echo]").await;
+    browser.wait_text("[data-testid=job-name]", |name| name == "echo").await;
+    assert_eq!(browser.count("[data-action], button.action").await, 0, "the job page shows actions");
+    browser.goto(&format!("/#/runs/{run}")).await;
+    browser.wait_text("[data-testid=run-status]", |status| status == "cancelled").await;
+    assert_eq!(browser.count("[data-action], button.action").await, 0, "the run page shows actions");
+    browser.screenshot("run-read-only").await;
+    // And the API refuses the page anyway.
+    let script = "const done = arguments[0]; fetch('/api/v1/jobs/echo/trigger', {method: 'POST', credentials: 'same-origin'}).then(r => done(r.status));";
+    let status = browser.client.execute_async(script, vec![]).await.unwrap();
+    assert_eq!(status, json!(403), "the read-only session may not trigger");
+}
