@@ -278,8 +278,10 @@ async fn the_dashboard_in_a_browser() {
     browser.log_in(&admin).await;
     jobs_are_listed(&browser).await;
     let echo_run = a_trigger_with_a_payload_is_followed_live(&browser).await;
+    a_finished_run_is_retried(&browser, echo_run).await;
     a_run_made_elsewhere_appears_live(&browser, &admin).await;
     let sleepy_run = a_long_run_is_cancelled(&browser).await;
+    a_delayed_run_is_cancelled(&browser).await;
     runs_are_filtered(&browser, echo_run, sleepy_run).await;
     pause_with_a_reason_and_resume(&browser, &admin).await;
     let host = the_live_stream_reconnects(&browser, &sandbox, host, &admin).await;
@@ -358,6 +360,25 @@ async fn a_trigger_with_a_payload_is_followed_live(browser: &Browser) -> i64 {
     id
 }
 
+/// Retried from its page: a new run with the same payload, naming the
+/// first as its parent.
+async fn a_finished_run_is_retried(browser: &Browser, run: i64) {
+    browser.goto(&format!("/#/runs/{run}")).await;
+    browser.wait_text("[data-testid=run-status]", |status| status == "succeeded").await;
+    browser.click("#retry-run").await;
+    browser.wait_for("#retry-dialog").await;
+    browser.clear_toasts().await;
+    browser.click("#retry-dialog-confirm").await;
+    let retry = browser.toasted_run().await;
+    assert_ne!(retry, run);
+    browser.click("[data-testid=toast-link]").await;
+    browser.wait_text("h1", |title| title.starts_with(&format!("Run {retry}"))).await;
+    browser.wait_text("[data-testid=run-status]", |status| status == "succeeded").await;
+    browser.wait_text("[data-testid=parent]", |parent| parent == format!("#{run}")).await;
+    let stdout = browser.wait_for("[data-testid=stdout]").await;
+    assert_eq!(stdout, "{\"order\": 17}", "a retry runs with the first run's payload");
+}
+
 /// A run triggered through the API, not the page, appears on the runs
 /// page by itself and changes state there.
 async fn a_run_made_elsewhere_appears_live(browser: &Browser, admin: &str) {
@@ -393,6 +414,26 @@ async fn a_long_run_is_cancelled(browser: &Browser) -> i64 {
     assert_eq!(browser.count("#cancel-run").await, 0, "an ended run cannot be cancelled");
     browser.screenshot("run-cancelled").await;
     id
+}
+
+/// Triggered for later from the dialog: pending until its time, and
+/// cancelled before it.
+async fn a_delayed_run_is_cancelled(browser: &Browser) {
+    browser.click("#nav-jobs").await;
+    browser.click("#trigger-echo").await;
+    browser.click("#when-in").await;
+    browser.type_into("#trigger-in", "1h").await;
+    browser.clear_toasts().await;
+    browser.click("#trigger-dialog-confirm").await;
+    let id = browser.toasted_run().await;
+    let toast = browser.wait_for("#toasts .toast").await;
+    assert!(toast.contains("scheduled"), "the toast says the run is for later: {toast}");
+    browser.click("[data-testid=toast-link]").await;
+    browser.wait_text("h1", |title| title.starts_with(&format!("Run {id}"))).await;
+    browser.wait_text("[data-testid=run-status]", |status| status == "pending").await;
+    browser.click("#cancel-run").await;
+    browser.click("#cancel-dialog-confirm").await;
+    browser.wait_text("[data-testid=run-status]", |status| status == "cancelled").await;
 }
 
 async fn runs_are_filtered(browser: &Browser, echo_run: i64, sleepy_run: i64) {

@@ -28,14 +28,14 @@ async function detail(job) {
   }
 }
 
-function scheduleCell(job) {
+function scheduleCell(job, { zone = true } = {}) {
   if (!job.schedule) return h('span', { class: 'muted' }, 'triggered only');
   return h(
     'div',
     { class: 'schedule' },
     job.schedule_text ? h('span', { 'data-testid': 'schedule-text' }, job.schedule_text) : null,
     h('code', { 'data-testid': 'schedule-cron' }, job.schedule),
-    job.timezone && job.timezone !== 'UTC' ? h('span', { class: 'muted' }, ` ${job.timezone}`) : null,
+    zone && job.timezone && job.timezone !== 'UTC' ? h('span', { class: 'muted' }, ` ${job.timezone}`) : null,
   );
 }
 
@@ -120,7 +120,7 @@ export function jobsList(main) {
           'table',
           { class: 'jobs', id: 'jobs-table', 'data-testid': 'jobs-table' },
           h('caption', { class: 'visually-hidden' }, 'Jobs, their schedules and recent runs'),
-          h('thead', {}, h('tr', {}, ['Job', 'Schedule', 'Next fires', 'Last outcome', 'Recent runs', 'Durations', ''].map((name) => h('th', { scope: 'col' }, name)))),
+          h('thead', {}, h('tr', {}, ['Job', 'Schedule', 'Next fires', 'Last outcome', 'Recent runs', 'Durations'].map((name) => h('th', { scope: 'col' }, name)), h('th', { scope: 'col' }, h('span', { class: 'visually-hidden' }, 'Actions')))),
           h('tbody', {}, rows.map(([job, runs]) => jobRow(job, runs))),
         ),
       ),
@@ -146,7 +146,7 @@ export function jobPage(main, name) {
       h(
         'dl',
         { class: 'fields' },
-        field('Schedule', scheduleCell(job)),
+        field('Schedule', scheduleCell(job, { zone: false })),
         field('Time zone', job.timezone ?? 'UTC'),
         field('Last outcome', lastOutcome(job)),
         field('Module', job.module_sha256 ? h('code', { class: 'hash' }, job.module_sha256) : '—'),
