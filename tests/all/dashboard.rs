@@ -283,6 +283,7 @@ async fn the_dashboard_in_a_browser() {
     let sleepy_run = a_long_run_is_cancelled(&browser).await;
     a_delayed_run_is_cancelled(&browser).await;
     runs_are_filtered(&browser, echo_run, sleepy_run).await;
+    runs_are_paged_by_cursor(&browser, &admin).await;
     pause_with_a_reason_and_resume(&browser, &admin).await;
     let host = the_live_stream_reconnects(&browser, &sandbox, host, &admin).await;
     another_sites_page_is_refused(&browser).await;
@@ -450,6 +451,37 @@ async fn runs_are_filtered(browser: &Browser, echo_run: i64, sleepy_run: i64) {
     browser.goto(&format!("/#/runs?q={echo_run}")).await;
     browser.wait_for(&format!("[data-testid=run-status-{echo_run}]")).await;
     assert_eq!(browser.count("[data-testid=runs-table] tbody tr").await, 1, "a search by run id finds that run");
+}
+
+/// Past a page of runs, "Older" follows the API's cursor to the runs
+/// before the page's last, and "Newest" comes back.
+async fn runs_are_paged_by_cursor(browser: &Browser, admin: &str) {
+    let http = reqwest::Client::new();
+    for _ in 0..60 {
+        let url = format!("{}/api/v1/jobs/echo/trigger", browser.base);
+        let answer = http.post(url).bearer_auth(admin).send().await.unwrap();
+        assert_eq!(answer.status().as_u16(), 202);
+    }
+    browser.goto("/#/runs").await;
+    browser.wait_for("#runs-older").await;
+    let ids = async || -> Vec<i64> {
+        let script = "return [...document.querySelectorAll('[data-testid=runs-table] tbody tr')].map(r => Number(r.dataset.run));";
+        let ids = browser.eval(script, vec![]).await;
+        ids.as_array().unwrap().iter().map(|id| id.as_i64().unwrap()).collect()
+    };
+    let first = browser.until("a full first page", async || Some(ids().await).filter(|ids| ids.len() == 50)).await;
+    assert!(first.windows(2).all(|pair| pair[0] > pair[1]), "newest first: {first:?}");
+    browser.click("#runs-older").await;
+    browser.wait_for("#runs-newest").await;
+    assert!(browser.url().await.contains("cursor="), "the page's cursor is in the address");
+    let older = browser.until("the older page", async || Some(ids().await).filter(|ids| !ids.is_empty())).await;
+    assert!(
+        older[0] < *first.last().unwrap(),
+        "the older page starts before the first ends: {older:?} after {first:?}"
+    );
+    browser.screenshot("runs-older").await;
+    browser.click("#runs-newest").await;
+    browser.wait_gone("#runs-newest").await;
 }
 
 async fn pause_with_a_reason_and_resume(browser: &Browser, admin: &str) {
