@@ -4,6 +4,7 @@
 //! DOM with a generous deadline, never by sleeping; each page it visits
 //! is saved as a PNG in `target/dashboard/` for people to look at.
 
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -42,6 +43,9 @@ impl Driver {
             .arg(format!("--log-path={}", log.display()))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
+            // A group of its own, with the browsers it starts: all are
+            // stopped together, even when a failing test never closes its session.
+            .process_group(0)
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {CHROMEDRIVER}: {e}; run .ci/install-toolchains"));
         let address = format!("127.0.0.1:{port}");
@@ -52,7 +56,8 @@ impl Driver {
 
 impl Drop for Driver {
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        // SAFETY: signalling the process group this test started.
+        unsafe { libc::kill(-(self.child.id() as libc::pid_t), libc::SIGKILL) };
         let _ = self.child.wait();
     }
 }
@@ -267,7 +272,7 @@ async fn api_get(base: &str, path: &str, token: &str) -> Value {
 async fn the_dashboard_in_a_browser() {
     let sandbox = Sandbox::new();
     declare_jobs(&sandbox);
-    let host = Host::start(&sandbox, &[]);
+    let host = tokio::task::block_in_place(|| Host::start(&sandbox, &[]));
     let (admin, read) = tokio::task::block_in_place(|| ready(&sandbox, &host));
     let driver = tokio::task::block_in_place(|| Driver::start(&sandbox));
     let profile = tempfile::tempdir().unwrap();
@@ -327,6 +332,7 @@ async fn jobs_are_listed(browser: &Browser) {
     // The heartbeat fires every ten seconds: its strip and chart fill by themselves.
     browser.wait_for("tr[data-job=heartbeat] [data-testid=history-strip] .status-succeeded").await;
     browser.wait_for("tr[data-job=heartbeat] [data-testid=duration-chart] rect").await;
+    assert_no_sideways_scroll(browser, "the jobs page at 1280 px").await;
     browser.screenshot("jobs").await;
 }
 
@@ -493,6 +499,7 @@ async fn pause_with_a_reason_and_resume(browser: &Browser, admin: &str) {
     assert_eq!(reason, "deploy freeze");
     let echo = api_get(&browser.base, "/api/v1/jobs/echo", admin).await;
     assert_eq!((echo["paused"].clone(), echo["paused_reason"].clone()), (json!(true), json!("deploy freeze")));
+    assert_no_sideways_scroll(browser, "the jobs page at 1280 px, full of runs").await;
     browser.screenshot("jobs-paused").await;
     browser.click("#resume-echo").await;
     browser.wait_gone("tr[data-job=echo] [data-testid=paused]").await;
@@ -550,11 +557,22 @@ async fn the_page_fits_a_phone(browser: &Browser) {
     browser.clear_toasts().await;
     browser.click("#nav-jobs").await;
     browser.wait_for("tr[data-job=echo]").await;
-    let wide = browser.eval("return document.documentElement.scrollWidth;", vec![]).await.as_u64().unwrap();
-    let view = browser.eval("return window.innerWidth;", vec![]).await.as_u64().unwrap();
-    assert!(wide <= view, "the jobs page scrolls sideways on a phone: {wide} px in {view}");
+    assert_no_sideways_scroll(browser, "the jobs page on a phone").await;
     browser.screenshot("jobs-phone").await;
     browser.client.set_window_size(1280, 900).await.unwrap();
+}
+
+/// Neither the page nor the table in it is wider than the window.
+async fn assert_no_sideways_scroll(browser: &Browser, what: &str) {
+    let script = "const wrap = document.querySelector('.table-wrap'); \
+        return [document.documentElement.scrollWidth, window.innerWidth, \
+                wrap ? wrap.scrollWidth - wrap.clientWidth : 0];";
+    let sizes = browser.eval(script, vec![]).await;
+    let [page, window, table] = [0, 1, 2].map(|i| sizes[i].as_i64().unwrap());
+    assert!(
+        page <= window && table <= 0,
+        "{what} scrolls sideways: page {page} px, window {window}, table {table} over"
+    );
 }
 
 async fn the_read_only_token_shows_no_actions(browser: &Browser, run: i64) {

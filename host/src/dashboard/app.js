@@ -6,7 +6,7 @@
 
 import { get } from './api.js';
 import { session } from './actions.js';
-import { h, replace } from './dom.js';
+import { h, relative, replace } from './dom.js';
 import { jobPage, jobsList } from './jobs.js';
 import { onRunEvent, connect } from './live.js';
 import { runPage } from './run.js';
@@ -55,6 +55,10 @@ async function start() {
   onRunEvent((event) => current?.onEvent?.(event));
   window.addEventListener('hashchange', route);
   route();
+  // "in 10 sec." goes stale between live updates: keep relative times true.
+  setInterval(() => {
+    for (const time of document.querySelectorAll('time[datetime]')) time.textContent = relative(time.dateTime);
+  }, 5000);
 }
 
 start();

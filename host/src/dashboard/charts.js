@@ -35,7 +35,7 @@ export function historyStrip(runs, { job } = {}) {
 }
 
 /** Durations of recent runs as bars, oldest left; the tallest is labelled. */
-export function durationChart(runs, { width = 160, height = 32, labels = false } = {}) {
+export function durationChart(runs, { width = 120, height = 32, labels = false } = {}) {
   const ordered = [...runs].reverse().filter((run) => run.started_at);
   if (ordered.length === 0) return h('span', { class: 'muted' }, '—');
   const values = ordered.map((run) => runMillis(run));
@@ -84,7 +84,7 @@ export function durationChart(runs, { width = 160, height = 32, labels = false }
 }
 
 /** The next fires on a line from now to the last of them. */
-export function firesTimeline(fires, { width = 180, height = 22, labels = false } = {}) {
+export function firesTimeline(fires, { width = 140, height = 22, labels = false } = {}) {
   if (!fires || fires.length === 0) return h('span', { class: 'muted' }, '—');
   const now = Date.now();
   const times = fires.map((fire) => Date.parse(fire));

@@ -60,7 +60,7 @@ function lastOutcome(job) {
   const last = job.last_run;
   const running = job.in_flight?.length ? h('span', { class: 'status status-running' }, `${job.in_flight.length} running`) : null;
   if (!last) return running ?? h('span', { class: 'muted' }, 'never ran');
-  return h('div', {}, h('a', { href: `#/runs/${last.id}` }, statusBadge(last.status)), ' ', when(last.ended_at), running ? [' ', running] : null);
+  return h('div', { class: 'outcome' }, h('a', { href: `#/runs/${last.id}` }, statusBadge(last.status)), ' ', when(last.ended_at), running ? [h('br'), running] : null);
 }
 
 function jobActions(job) {
