@@ -18,4 +18,5 @@ mod reload;
 mod scaffold;
 mod scheduler;
 mod support;
+mod systemd;
 mod world;
