@@ -160,3 +160,40 @@ fn a_scheduler_stuck_on_the_store_stops_pinging_the_watchdog_until_it_moves_agai
     assert!(pings(&after).len() >= 2, "no pings once the store answered again: {after:?}");
     host.stop();
 }
+
+/// The log of a host started and stopped with `JOURNAL_STREAM` set: to
+/// the device and inode of its own stderr (as systemd sets it when stderr
+/// is the journal) if `journal`, else of another file.
+fn log_under_journal_stream(format: &str, journal: bool) -> String {
+    use std::os::unix::fs::MetadataExt;
+    let sandbox = Sandbox::new();
+    let elsewhere = sandbox.path("elsewhere.log");
+    std::fs::write(&elsewhere, "").unwrap();
+    let host = Host::start_with(&sandbox, &["--log-format", format], |mut command, log| {
+        let stream = std::fs::metadata(if journal { log } else { &elsewhere }).unwrap();
+        command.env("JOURNAL_STREAM", format!("{}:{}", stream.dev(), stream.ino()));
+        command
+    });
+    host.stop()
+}
+
+fn starts_with_a_timestamp(line: &str) -> bool {
+    line.split_whitespace().next().is_some_and(|first| chrono::DateTime::parse_from_rfc3339(first).is_ok())
+}
+
+#[test]
+fn log_lines_carry_no_timestamp_of_their_own_when_stderr_is_the_journal() {
+    let journal = log_under_journal_stream("text", true);
+    assert!(journal.contains("wasmcron host started"), "{journal}");
+    assert!(!journal.lines().any(starts_with_a_timestamp), "the journal stamps lines itself:\n{journal}");
+
+    let json = log_under_journal_stream("json", true);
+    let lines: Vec<serde_json::Value> = json.lines().map(|line| serde_json::from_str(line).unwrap()).collect();
+    assert!(lines.iter().any(|line| line["message"] == "wasmcron host started"), "{json}");
+    assert!(lines.iter().all(|line| line.get("timestamp").is_none()), "{json}");
+
+    // A stderr that is not the stream JOURNAL_STREAM names (a wrapper
+    // redirected it) is not the journal: the lines keep their time.
+    let redirected = log_under_journal_stream("text", false);
+    assert!(redirected.lines().all(starts_with_a_timestamp), "{redirected}");
+}
