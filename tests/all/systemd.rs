@@ -197,3 +197,73 @@ fn log_lines_carry_no_timestamp_of_their_own_when_stderr_is_the_journal() {
     let redirected = log_under_journal_stream("text", false);
     assert!(redirected.lines().all(starts_with_a_timestamp), "{redirected}");
 }
+
+/// The most `systemd-analyze security` may score the unit (0 is best, 10 worst).
+const MAX_EXPOSURE: f64 = 2.5;
+
+fn systemd_analyze(args: &[&str]) -> Option<std::process::Output> {
+    match Command::new("systemd-analyze").args(args).output() {
+        Ok(output) => Some(output),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => None,
+        Err(error) => panic!("running systemd-analyze: {error}"),
+    }
+}
+
+/// `dist/systemd/wasmcron.service`, copied into `dir` with `ExecStart`
+/// pointed at the binary under test (`verify` checks that it exists).
+fn unit_under_test(dir: &Path) -> std::path::PathBuf {
+    let unit = std::fs::read_to_string(crate::support::repo_root().join("dist/systemd/wasmcron.service")).unwrap();
+    let binary = env!("CARGO_BIN_EXE_wasmcron");
+    assert!(unit.contains("\nExecStart=/usr/local/bin/wasmcron run\n"), "the unit's ExecStart changed:\n{unit}");
+    let unit = unit.replace("\nExecStart=/usr/local/bin/wasmcron ", &format!("\nExecStart={binary} "));
+    let path = dir.join("wasmcron.service");
+    std::fs::write(&path, unit).unwrap();
+    path
+}
+
+#[test]
+fn the_unit_is_notify_and_hardened_and_systemd_analyze_agrees() {
+    let text = std::fs::read_to_string(crate::support::repo_root().join("dist/systemd/wasmcron.service")).unwrap();
+    let settings: Vec<&str> = text.lines().filter(|line| !line.starts_with('#')).collect();
+    for wanted in [
+        "Type=notify",
+        "WatchdogSec=30s",
+        "DynamicUser=yes",
+        "StateDirectory=wasmcron",
+        "ProtectSystem=strict",
+        "CapabilityBoundingSet=",
+        "SystemCallFilter=@system-service",
+    ] {
+        assert!(settings.contains(&wanted), "the unit lacks {wanted}");
+    }
+    // The JIT maps the code it compiles executable.
+    assert!(!settings.iter().any(|line| line.starts_with("MemoryDenyWriteExecute")));
+    assert!(text.contains("#LoadCredential="), "the unit shows how secrets come in");
+
+    let sandbox = Sandbox::new();
+    let unit = unit_under_test(sandbox.dir.path());
+    let unit = unit.to_str().unwrap();
+    let Some(verified) = systemd_analyze(&["verify", unit]) else {
+        eprintln!("note: systemd-analyze is not installed here; the unit was not verified");
+        return;
+    };
+    let complaints: Vec<_> = crate::support::text(&verified.stderr)
+        .lines()
+        .filter(|l| l.contains("wasmcron.service"))
+        .map(String::from)
+        .collect();
+    assert!(
+        verified.status.success() && complaints.is_empty(),
+        "systemd-analyze verify: {}",
+        crate::support::describe(&verified)
+    );
+
+    let security = systemd_analyze(&["security", "--offline=true", unit]).unwrap();
+    let report = crate::support::text(&security.stdout);
+    let exposure: f64 = report
+        .lines()
+        .find_map(|line| line.split_once("Overall exposure level for wasmcron.service:"))
+        .and_then(|(_, rest)| rest.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no overall exposure in: {}", crate::support::describe(&security)));
+    assert!(exposure <= MAX_EXPOSURE, "exposure {exposure} is over {MAX_EXPOSURE}:\n{report}");
+}
