@@ -15,6 +15,7 @@ mod faults;
 mod hostile;
 mod layers;
 mod openapi;
+mod operations;
 mod reload;
 mod scaffold;
 mod scheduler;
