@@ -8,7 +8,8 @@
 //! `scheduler` (timers, dispatch, retries, catch-up, reload; reached
 //! through its `Handle`), `events` (run lifecycle observers), `jobhost`
 //! (the job world's host calls), `api` (the HTTP control plane: routes,
-//! tokens, the event stream), `cli`. `schedule`, `store` and `runtime`
+//! tokens, the event stream), `systemd` (the notify protocol and the
+//! journal, for `wasmcron run` as a service), `cli`. `schedule`, `store` and `runtime`
 //! are leaves; `record` and `units` are shared vocabulary.
 
 pub mod api;
@@ -23,5 +24,6 @@ pub mod runtime;
 pub mod schedule;
 pub mod scheduler;
 pub mod store;
+pub mod systemd;
 pub mod units;
 pub mod watcher;

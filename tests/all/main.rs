@@ -4,6 +4,7 @@
 //! `tests/fixtures`, and guests built from source by `support::guests`.
 
 mod abi;
+mod backup;
 mod cli;
 mod commands;
 mod control;
@@ -14,8 +15,10 @@ mod faults;
 mod hostile;
 mod layers;
 mod openapi;
+mod operations;
 mod reload;
 mod scaffold;
 mod scheduler;
 mod support;
+mod systemd;
 mod world;

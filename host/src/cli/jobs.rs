@@ -72,6 +72,7 @@ fn build_view(globals: &Globals) -> anyhow::Result<JobsView> {
                 load_error: state.load_error,
                 module_sha256: state.module_sha256,
                 in_flight: Vec::new(),
+                queued: 0,
                 payload_limit: spec.limits.payload,
             }
         })

@@ -158,6 +158,7 @@ impl Scheduler {
     /// Drops a cancelled run from wherever it waits: the ready queue, a
     /// timer, or a job's `overlap = "queue"` slot; the run, if found.
     fn forget_waiting(&mut self, id: i64) -> Option<PendingRun> {
+        self.view_changed = true; // its job's `queued`
         let mut forgotten = None;
         if let Some(index) = self.ready.iter().position(|run| run.id == id) {
             let run = self.ready.remove(index).expect("found");

@@ -23,6 +23,7 @@ mod runs;
 mod task;
 mod timer;
 mod view;
+mod watchdog;
 
 use std::collections::{BTreeMap, BinaryHeap, VecDeque};
 use std::sync::Arc;
@@ -36,6 +37,7 @@ pub use policy::{CatchUpPlan, MAX_MISSED_RECORDS, plan_catch_up, retry_allowed, 
 pub use reload::ReloadConfig;
 pub use task::finished;
 pub use view::{JobView, JobsView, LastRun, StoreHealth};
+pub use watchdog::Liveness;
 
 use crate::clock::Clock;
 use crate::config::JobSpec;
@@ -159,6 +161,10 @@ pub struct Scheduler {
     view_timer: bool,
     /// Shutting down: no runs start, the view says not ready.
     draining: bool,
+    /// How often, and whom, to tell that the loop turns (see `with_watchdog`).
+    watchdog: Option<(Duration, Arc<dyn Liveness>)>,
+    /// Beats from the loop, once it runs.
+    heartbeat: Option<watchdog::Heartbeat>,
 }
 
 impl Scheduler {
@@ -211,6 +217,8 @@ impl Scheduler {
             view_published: None,
             view_timer: false,
             draining: false,
+            watchdog: None,
+            heartbeat: None,
         };
         (scheduler, handle)
     }
@@ -219,6 +227,14 @@ impl Scheduler {
     /// as their files change. Without this the job set is fixed.
     pub fn with_reload(mut self, config: ReloadConfig) -> Self {
         self.reload = Some(reload::Reloader::new(config));
+        self
+    }
+
+    /// Tells `liveness` every `every`, from the scheduler's own loop, that
+    /// the loop turns: a supervisor's watchdog (systemd's `WatchdogSec`)
+    /// then notices a scheduler that has wedged.
+    pub fn with_watchdog(mut self, every: Duration, liveness: Arc<dyn Liveness>) -> Self {
+        self.watchdog = Some((every, liveness));
         self
     }
 
@@ -245,6 +261,7 @@ impl Scheduler {
         if let Some(reload) = &mut self.reload {
             reload.start()?;
         }
+        self.heartbeat = self.watchdog.take().map(|(every, liveness)| watchdog::Heartbeat::new(every, liveness));
         loop {
             self.dispatch();
             self.publish_view();
@@ -253,6 +270,8 @@ impl Scheduler {
             tokio::select! {
                 biased;
                 () = &mut shutdown => break,
+                // Second, so that a loop kept busy by the arms below still beats.
+                () = watchdog::beat(&mut self.heartbeat) => {}
                 Some(done) = self.completions.recv() => self.on_completion(done).await,
                 Some(event) = reload::next_event(&mut self.reload) => self.on_reload_event(event).await,
                 Some(command) = self.commands.recv() => self.on_command(command).await,

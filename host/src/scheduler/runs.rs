@@ -34,6 +34,7 @@ impl Scheduler {
     pub(super) fn make_ready(&mut self, run: PendingRun) {
         if let Some(slot) = self.jobs.get_mut(&run.job) {
             slot.waiting += 1;
+            self.view_changed = true;
             self.ready.push_back(run);
         } else {
             tracing::warn!(job = %run.job, run_id = run.id, "pending run of a job that is not loaded; it stays pending");
@@ -164,6 +165,7 @@ impl Scheduler {
         let mut grace_over = false;
         while !self.in_flight.is_empty() || self.accepting > 0 {
             tokio::select! {
+                () = super::watchdog::beat(&mut self.heartbeat) => {}
                 Some(done) = self.completions.recv() => {
                     self.on_completion(done).await;
                     self.publish_view_now();

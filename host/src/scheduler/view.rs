@@ -41,6 +41,9 @@ pub struct JobView {
     pub module_sha256: Option<String>,
     /// Runs of this job started and not yet ended, by id.
     pub in_flight: Vec<i64>,
+    /// Runs of this job due and not yet started: waiting for a free slot
+    /// under `--max-running`, or held by `overlap = "queue"`.
+    pub queued: usize,
     /// The largest trigger payload the job accepts, in bytes (`[limits] payload`).
     pub payload_limit: u64,
 }
@@ -141,6 +144,7 @@ impl super::Scheduler {
                 load_error: slot.load_error.clone(),
                 module_sha256: Some(slot.compiled.sha256.clone()),
                 in_flight: in_flight.remove(name.as_str()).unwrap_or_default(),
+                queued: slot.waiting + usize::from(slot.queued.is_some()),
                 payload_limit: slot.spec.limits.payload,
             })
             .collect();
