@@ -141,7 +141,7 @@ fn random_token() -> anyhow::Result<String> {
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
-/// Middleware on every `/api` route: `401` without a valid bearer token,
+/// Middleware on every route but the probes: `401` without a valid bearer token,
 /// `403` for the read-only token on anything but a read.
 pub async fn authorize(State(state): State<ApiState>, request: Request, next: Next) -> Response {
     let presented = request

@@ -17,6 +17,8 @@ use tokio::sync::watch;
 
 use crate::api::{self, ApiState, EventFeed, Tokens};
 use crate::clock::Clock;
+use crate::events::Observer;
+use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::runtime::Runtime;
 use crate::scheduler::{ReloadConfig, Scheduler, SchedulerConfig};
@@ -127,10 +129,13 @@ pub fn run(globals: &Globals, args: Args) -> anyhow::Result<ExitCode> {
     };
     let feed = EventFeed::default();
     let (scheduler, handle) = Scheduler::new(runtime, store.clone(), Clock::System, config, registry.jobs);
-    let scheduler = scheduler.with_reload(reload).with_observers(vec![Arc::new(feed.clone())]);
+    // Two observers of every run: the API's live stream and the metrics.
+    let metrics = Arc::new(Metrics::new(handle.jobs()));
+    let observers: Vec<Arc<dyn Observer>> = vec![Arc::new(feed.clone()), metrics.clone()];
+    let scheduler = scheduler.with_reload(reload).with_observers(observers);
 
     let (closing, closed) = watch::channel(false);
-    let state = ApiState { handle, store, tokens, events: feed, closing: closed.clone() };
+    let state = ApiState { handle, store, tokens, events: feed, metrics, closing: closed.clone() };
     let server = {
         let _entered = tokio.enter();
         let listener = tokio::net::TcpListener::from_std(listener).context("serving the HTTP API")?;
