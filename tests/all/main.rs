@@ -13,6 +13,7 @@ mod examples;
 mod faults;
 mod hostile;
 mod layers;
+mod metrics;
 mod openapi;
 mod reload;
 mod scaffold;
