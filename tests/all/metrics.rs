@@ -41,13 +41,14 @@ struct Sample {
 }
 
 /// A scrape, parsed.
-struct Scrape {
+pub struct Scrape {
     text: String,
     samples: Vec<Sample>,
 }
 
 impl Scrape {
-    fn parse(text: String) -> Scrape {
+    /// Needs `support::toolchains()` (the Python client) first.
+    pub fn parse(text: String) -> Scrape {
         let mut python = Command::new("python3")
             .args(["-c", PARSE])
             .stdin(Stdio::piped())
@@ -72,13 +73,13 @@ impl Scrape {
     }
 
     /// The value of the sample `name` with exactly `labels`, if any.
-    fn get(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    pub fn get(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
         let labels: BTreeMap<String, String> = labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         self.samples.iter().find(|s| s.name == name && s.labels == labels).map(|s| s.value)
     }
 
     /// `get`, for a sample that must be there.
-    fn value(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+    pub fn value(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
         self.get(name, labels).unwrap_or_else(|| panic!("no sample {name}{labels:?} in the scrape:\n{}", self.text))
     }
 
