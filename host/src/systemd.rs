@@ -143,6 +143,7 @@ mod tests {
             ready: true,
             jobs: vec![job("a", true, 1, 0), job("b", true, 0, 2), job("c", true, 0, 0)],
             store: StoreHealth::healthy(),
+            queue: None,
         };
         assert_eq!(status_line(&view), "3 jobs, 1 running, 2 queued");
         view.jobs.truncate(1);

@@ -14,6 +14,7 @@ mod examples;
 mod faults;
 mod hostile;
 mod layers;
+mod metrics;
 mod openapi;
 mod operations;
 mod reload;

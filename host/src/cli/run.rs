@@ -18,6 +18,8 @@ use tokio::sync::watch;
 
 use crate::api::{self, ApiState, EventFeed, Tokens};
 use crate::clock::Clock;
+use crate::events::Observer;
+use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::runtime::Runtime;
 use crate::scheduler::{ReloadConfig, Scheduler, SchedulerConfig};
@@ -137,7 +139,10 @@ pub fn run(globals: &Globals, args: Args) -> anyhow::Result<ExitCode> {
     };
     let feed = EventFeed::default();
     let (scheduler, handle) = Scheduler::new(runtime, store.clone(), Clock::System, config, registry.jobs);
-    let mut scheduler = scheduler.with_reload(reload).with_observers(vec![Arc::new(feed.clone())]);
+    // Two observers of every run: the API's live stream and the metrics.
+    let metrics = Arc::new(Metrics::new(handle.jobs()));
+    let observers: Vec<Arc<dyn Observer>> = vec![Arc::new(feed.clone()), metrics.clone()];
+    let mut scheduler = scheduler.with_reload(reload).with_observers(observers);
     if let Some(notifier) = &notifier {
         if let Some(every) = notifier.watchdog_interval() {
             tracing::info!(every_ms = every.as_millis() as u64, "systemd watchdog: the scheduler pings it");
@@ -148,7 +153,7 @@ pub fn run(globals: &Globals, args: Args) -> anyhow::Result<ExitCode> {
     }
 
     let (closing, closed) = watch::channel(false);
-    let state = ApiState { handle, store, tokens, events: feed, closing: closed.clone() };
+    let state = ApiState { handle, store, tokens, events: feed, metrics, closing: closed.clone() };
     let server = {
         let _entered = tokio.enter();
         let listener = tokio::net::TcpListener::from_std(listener).context("serving the HTTP API")?;

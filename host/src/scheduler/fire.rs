@@ -44,7 +44,7 @@ impl Scheduler {
         let recorded = match self.store.record_fires(rows, now).await {
             Ok(recorded) => recorded,
             Err(error) => {
-                self.backlog.failed(&error, now);
+                self.store_failed(&error, now);
                 for fire in &fires {
                     self.backlog.owe_catch_up(&fire.job);
                 }

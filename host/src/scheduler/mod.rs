@@ -36,12 +36,12 @@ pub use handle::{CommandError, Handle, MAX_PAUSE_REASON, TriggerRequest, Trigger
 pub use policy::{CatchUpPlan, MAX_MISSED_RECORDS, plan_catch_up, retry_allowed, retry_delay};
 pub use reload::ReloadConfig;
 pub use task::finished;
-pub use view::{JobView, JobsView, LastRun, StoreHealth};
+pub use view::{JobView, JobsView, LastRun, QueueHealth, StoreHealth};
 pub use watchdog::Liveness;
 
 use crate::clock::Clock;
 use crate::config::JobSpec;
-use crate::events::{Events, Observer};
+use crate::events::{Events, HostEvent, Observer};
 use crate::jobhost::{Queue, StoreJobHost};
 
 use crate::registry::LoadedJob;
@@ -179,7 +179,9 @@ impl Scheduler {
         let (completed, completions) = mpsc::unbounded_channel();
         let (commands_in, commands) = mpsc::channel(handle::COMMAND_QUEUE);
         let (accept, accepted) = mpsc::unbounded_channel();
-        let (view, view_out) = watch::channel(JobsView::default());
+        // The queue is known from the start; everything else once recovered.
+        let queue = Some(QueueHealth { waiting: 0, capacity: config.max_queued });
+        let (view, view_out) = watch::channel(JobsView { queue, ..JobsView::default() });
         let handle = Handle { commands: commands_in, view: view_out };
         let job_host = Arc::new(StoreJobHost { store: store.clone(), queue: Queue::Scheduler(handle.clone()) });
         let jobs_count = jobs.len() as u64;
@@ -335,11 +337,14 @@ impl Scheduler {
                 TimerKind::StoreRetry => store_retry = true,
                 TimerKind::View => self.view_timer = false,
                 TimerKind::Prune => {
-                    let (retention, store) = (self.config.retention, self.store.clone());
+                    let (retention, store, events) = (self.config.retention, self.store.clone(), self.events.clone());
                     tokio::spawn(async move {
                         match store.prune(retention, now).await {
                             Ok(pruned) => tracing::debug!(pruned, "history pruned"),
-                            Err(error) => tracing::warn!(%error, "pruning history failed"),
+                            Err(error) => {
+                                events.note(HostEvent::StoreFailed);
+                                tracing::warn!(%error, "pruning history failed");
+                            }
                         }
                     });
                     self.add_timer(now + chrono::Duration::from_std(PRUNE_EVERY).expect("an hour"), TimerKind::Prune);
