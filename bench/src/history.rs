@@ -64,7 +64,8 @@ pub(crate) fn measure(sizes: &Sizes, wasmcron: &Path) -> anyhow::Result<Vec<Figu
     let mut worst = (0.0f64, "");
     for (what, path) in &shapes {
         let (times, listed) = client.block_on(host.time_get(path, REQUESTS))?;
-        ensure!((listed > 0) == !path.ends_with("no-such-text"), "GET {path} listed {listed} runs");
+        let expect_none = path.ends_with("no-such-text");
+        ensure!((listed == 0) == expect_none, "GET {path} listed {listed} runs");
         let p50 = times[times.len() / 2].as_secs_f64() * 1000.0;
         let max = times.last().expect("timed").as_secs_f64() * 1000.0;
         if max > worst.0 {
