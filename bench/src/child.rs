@@ -83,6 +83,15 @@ impl Host {
         Ok(host)
     }
 
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.addr
+    }
+
+    /// The host's admin token.
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
     pub fn pid(&self) -> String {
         self.process.id().to_string()
     }

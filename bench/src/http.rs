@@ -229,3 +229,31 @@ pub async fn ready(addr: SocketAddr) -> anyhow::Result<bool> {
     let response = connection.send_request(request).await?;
     Ok(response.status() == StatusCode::OK)
 }
+
+/// One keep-alive connection sending `GET`s with a bearer token.
+pub struct Getter {
+    connection: Connection,
+    authorization: HeaderValue,
+}
+
+impl Getter {
+    pub async fn connect(addr: SocketAddr, token: &str) -> anyhow::Result<Getter> {
+        let authorization =
+            HeaderValue::try_from(format!("Bearer {token}")).context("the token is not a header value")?;
+        Ok(Getter { connection: connect(addr).await?, authorization })
+    }
+
+    /// `GET path`, which must be answered 200: the body.
+    pub async fn get(&mut self, path: &str) -> anyhow::Result<Bytes> {
+        self.connection.ready().await.context("the connection closed")?;
+        let request = Request::get(path)
+            .header(header::HOST, "127.0.0.1")
+            .header(header::AUTHORIZATION, self.authorization.clone())
+            .body(Empty::new())?;
+        let response = self.connection.send_request(request).await.with_context(|| format!("GET {path}"))?;
+        let status = response.status();
+        let body = response.into_body().collect().await?.to_bytes();
+        ensure!(status == StatusCode::OK, "GET {path} was answered {status}: {}", String::from_utf8_lossy(&body));
+        Ok(body)
+    }
+}

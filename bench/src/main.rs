@@ -11,6 +11,7 @@
 mod child;
 mod daemon;
 mod floor;
+mod history;
 mod http;
 mod kernel;
 mod memory;

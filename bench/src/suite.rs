@@ -16,7 +16,9 @@
 //! that make a run durable, alone: the floor under its record), and
 //! `trigger` (HTTP triggers to a `wasmcron run` child: accepted per second
 //! over 1 to 64 connections, and trigger → start at a steady 1,000 a
-//! second, beside a bare axum handler answering 202, the HTTP floor).
+//! second, beside a bare axum handler answering 202, the HTTP floor), and
+//! `history` (the API's run list over 100,000 recorded runs, by each
+//! filter the dashboard uses).
 //!
 //! Peers outside this process (the `wasmtime` CLI and a native process per
 //! run) are measured by `cargo xtask bench`, which runs this suite too.
@@ -28,7 +30,7 @@ use std::time::Duration;
 use wasmcron::runtime::Runtime;
 
 use crate::report::{Figure, Report};
-use crate::{daemon, floor, kernel, memory, sandbox, trigger};
+use crate::{daemon, floor, history, kernel, memory, sandbox, trigger};
 
 /// A trivial WASI command: writes "ok\n" to stdout and returns. The peers
 /// of `cargo xtask bench` run the same file.
@@ -57,6 +59,7 @@ pub enum Section {
     Memory,
     Floor,
     Trigger,
+    History,
 }
 
 impl Section {
@@ -65,7 +68,7 @@ impl Section {
         clap::ValueEnum::to_possible_value(&self).map(|v| v.get_name().to_owned()).unwrap_or_default()
     }
 
-    pub const ALL: [Section; 9] = [
+    pub const ALL: [Section; 10] = [
         Section::Throughput,
         Section::Lateness,
         Section::Cancel,
@@ -75,6 +78,7 @@ impl Section {
         Section::Memory,
         Section::Floor,
         Section::Trigger,
+        Section::History,
     ];
 }
 
@@ -127,6 +131,8 @@ pub(crate) struct Sizes {
     /// Triggers a second of the paced load, and for how long.
     pub paced_rate: u32,
     pub paced_seconds: Duration,
+    /// Runs recorded for the `history` section's run list.
+    pub history_runs: usize,
 }
 
 fn full() -> Sizes {
@@ -146,6 +152,7 @@ fn full() -> Sizes {
         trigger_seconds: Duration::from_secs(3),
         paced_rate: 1000,
         paced_seconds: Duration::from_secs(10),
+        history_runs: 100_000,
     }
 }
 
@@ -166,6 +173,7 @@ fn quick() -> Sizes {
         trigger_seconds: Duration::from_millis(250),
         paced_rate: 1000,
         paced_seconds: Duration::from_millis(300),
+        history_runs: 2_000,
     }
 }
 
@@ -195,6 +203,7 @@ pub fn run(options: &Options, mut progress: impl FnMut(Section)) -> anyhow::Resu
             Section::Memory => memory::measure(&runtime, sizes, &options.wasmcron)?,
             Section::Floor => floor::compare(&runtime, sizes)?,
             Section::Trigger => trigger::measure(sizes, &options.wasmcron)?,
+            Section::History => history::measure(sizes, &options.wasmcron)?,
         };
         report.figures.extend(figures);
     }
@@ -224,7 +233,7 @@ fn check_setup(options: &Options, sections: &[Section]) -> Result<(), Setup> {
             options.kernel.display()
         )));
     }
-    let child = sections.iter().find(|s| matches!(s, Section::Memory | Section::Trigger));
+    let child = sections.iter().find(|s| matches!(s, Section::Memory | Section::Trigger | Section::History));
     if let Some(section) = child
         && !options.wasmcron.is_file()
     {

@@ -8,6 +8,10 @@
 //! it happens. Observers must be quick and must not block: one that has
 //! real work to do hands the event on (a channel, an atomic counter).
 //! With no observer attached, an event costs one branch.
+//!
+//! Beside a run's life, the scheduler reports what observers count about
+//! the host itself ([`HostEvent`]: refused triggers, failed store
+//! operations, reloads, missed fires), on the same terms.
 
 use std::sync::Arc;
 
@@ -46,8 +50,30 @@ pub struct RunEvent {
     pub status: Option<RunStatus>,
 }
 
+/// Something the host did that is not a stage of one run's life.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostEvent {
+    /// A trigger (API, the job world's `enqueue`, an operator's retry) was
+    /// refused and nothing was recorded. `reason` is the API's error code
+    /// for it (`queue_full`, `payload_too_large`, `unknown_job`, …): a
+    /// small fixed set, never a job name or a payload.
+    TriggerRefused { reason: &'static str },
+    /// A store operation the scheduler asked for failed.
+    StoreFailed,
+    /// Changed files were reloaded (`failed` false), or the reload found a
+    /// job whose files newly fail to load (it keeps its previous version,
+    /// if any), or the reload itself failed (`failed` true).
+    Reloaded { failed: bool },
+    /// `count` scheduled fires of `job` were recorded `missed` (outside
+    /// its catch-up policy or window), now that their record is durable.
+    FiresMissed { job: String, count: u64 },
+}
+
 pub trait Observer: Send + Sync {
     fn observe(&self, event: &RunEvent);
+
+    /// What the host did besides runs; most observers ignore it.
+    fn observe_host(&self, _event: &HostEvent) {}
 }
 
 /// The observers attached to a scheduler.
@@ -68,6 +94,13 @@ impl Events {
         let event = make();
         for observer in self.0.iter() {
             observer.observe(&event);
+        }
+    }
+
+    /// Sends a host event to every observer.
+    pub fn note(&self, event: HostEvent) {
+        for observer in self.0.iter() {
+            observer.observe_host(&event);
         }
     }
 }

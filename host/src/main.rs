@@ -16,9 +16,12 @@ fn main() -> ExitCode {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal());
-    match cli.globals.log_format {
-        LogFormat::Text => logs.init(),
-        LogFormat::Json => logs.json().flatten_event(true).init(),
+    // The journal stamps every line with its own time: not twice.
+    match (cli.globals.log_format, wasmcron::systemd::logs_to_journal()) {
+        (LogFormat::Text, false) => logs.init(),
+        (LogFormat::Text, true) => logs.without_time().init(),
+        (LogFormat::Json, false) => logs.json().flatten_event(true).init(),
+        (LogFormat::Json, true) => logs.json().flatten_event(true).without_time().init(),
     }
     match cli::run(cli) {
         Ok(code) => code,

@@ -153,17 +153,23 @@ async fn pause_and_resume_through_the_handle_show_in_the_view() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn the_view_shows_runs_in_flight_and_the_last_outcome() {
-    let world = World::new();
+async fn the_view_shows_runs_in_flight_what_waits_and_the_last_outcome() {
+    let mut world = World::new();
+    world.config.max_running = 1;
     world.job("long", &sleeper(20), "schedule = \"0 0 * * *\"\ntimezone = \"Europe/London\"");
     let store = world.store().await;
     world
         .drive(ORIGIN, Duration::from_secs(60), store, Vec::new(), async |handle| {
             let id = handle.trigger(request("long", b"")).await.unwrap().run_id;
+            let waiting = handle.trigger(request("long", b"")).await.unwrap().run_id;
             tokio::time::sleep(Duration::from_secs(1)).await;
             let view = handle.jobs().borrow().clone();
             let long = &view.jobs[0];
             assert_eq!((long.name.as_str(), long.in_flight.as_slice()), ("long", &[id][..]));
+            assert_eq!(long.queued, 1, "the second run waits for the one slot");
+            handle.cancel(waiting).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            assert_eq!(handle.jobs().borrow().jobs[0].queued, 0, "a cancelled run no longer waits");
             assert_eq!((long.schedule.as_deref(), long.timezone.as_str()), (Some("0 0 * * *"), "Europe/London"));
             assert_eq!(long.next_fire, Some(at("2026-11-25T00:00:00Z")));
             tokio::time::sleep(Duration::from_secs(25)).await;

@@ -19,6 +19,17 @@ pub struct Host {
 
 impl Host {
     pub fn start(sandbox: &Sandbox, extra: &[&str]) -> Host {
+        Host::start_with(sandbox, extra, |command, _| command)
+    }
+
+    /// As [`Host::start`], with the command changed by `adapt` before it
+    /// is spawned (its environment, a wrapper); `adapt` is also given the
+    /// file the host's stderr goes to.
+    pub fn start_with(
+        sandbox: &Sandbox,
+        extra: &[&str],
+        adapt: impl FnOnce(std::process::Command, &std::path::Path) -> std::process::Command,
+    ) -> Host {
         static STARTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let log = sandbox.path(&format!("host-{n}.log"));
@@ -31,7 +42,9 @@ impl Host {
         if chosen.is_none() {
             args.extend(["--listen", "127.0.0.1:0"]);
         }
-        let child = sandbox.wasmcron(&args).stdout(Stdio::null()).stderr(file).spawn().unwrap();
+        let mut command = sandbox.wasmcron(&args);
+        command.stdout(Stdio::null()).stderr(file);
+        let child = adapt(command, &log).spawn().unwrap();
         let mut host = Host { child, log, listen: chosen.unwrap_or_default() };
         if host.listen.is_empty() {
             host.listen = host.bound_address();

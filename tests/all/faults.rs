@@ -12,8 +12,13 @@ use wasmcron::record::{RunStatus::*, Trigger};
 use wasmcron::store::sqlite::SqliteStore;
 use wasmcron::store::{NewRun, Store};
 
+use tokio::sync::watch;
+use wasmcron::metrics::Metrics;
+use wasmcron::scheduler::JobsView;
+
+use crate::metrics::Scrape;
 use crate::scheduler::{ORIGIN, World, at};
-use crate::support::{MEBIBYTE_OUT, sleeper};
+use crate::support::{MEBIBYTE_OUT, sleeper, toolchains};
 
 async fn sqlite(world: &World) -> Arc<SqliteStore> {
     Arc::new(SqliteStore::open(&world.sandbox.state().join("wasmcron.db")).await.unwrap())
@@ -81,8 +86,10 @@ async fn fires_the_store_could_not_record_are_caught_up_by_policy_once_it_recove
     world.job("lossy", &sleeper(1), "schedule = \"@every 60s\"\ncatch_up = \"none\"");
     let store = sqlite(&world).await;
     let shared: Arc<dyn Store> = store.clone();
+    // Counted as it happens, by the observer `wasmcron run` attaches.
+    let metrics = Arc::new(Metrics::new(watch::channel(JobsView::default()).1));
     world
-        .drive(ORIGIN, Duration::from_secs(210), shared, Vec::new(), async |handle| {
+        .drive(ORIGIN, Duration::from_secs(210), shared, vec![metrics.clone()], async |handle| {
             tokio::time::sleep(Duration::from_secs(1)).await;
             fill(&store).await; // nothing more fits: every fire fails to record
             tokio::time::sleep(Duration::from_secs(150)).await; // 00:02:31
@@ -113,4 +120,12 @@ async fn fires_the_store_could_not_record_are_caught_up_by_policy_once_it_recove
         ],
     );
     assert!(lossy[0].error.as_deref().unwrap().starts_with("the store was failing at this fire (catch_up = \"none\""));
+
+    toolchains(); // the parser
+    let scrape = Scrape::parse(metrics.render());
+    assert!(scrape.value("wasmcron_store_errors_total", &[]) >= 2.0, "a fire of each job failed to record");
+    assert_eq!(scrape.value("wasmcron_missed_fires_total", &[("job", "lossy")]), 2.0);
+    assert_eq!(scrape.get("wasmcron_missed_fires_total", &[("job", "tick")]), None, "tick ran every fire");
+    let caught_up = [("job", "tick"), ("trigger", "catch-up"), ("outcome", "succeeded")];
+    assert_eq!(scrape.value("wasmcron_runs_total", &caught_up), 2.0);
 }

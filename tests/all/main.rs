@@ -4,6 +4,7 @@
 //! `tests/fixtures`, and guests built from source by `support::guests`.
 
 mod abi;
+mod backup;
 mod cli;
 mod commands;
 mod control;
@@ -14,9 +15,12 @@ mod examples;
 mod faults;
 mod hostile;
 mod layers;
+mod metrics;
 mod openapi;
+mod operations;
 mod reload;
 mod scaffold;
 mod scheduler;
 mod support;
+mod systemd;
 mod world;

@@ -30,10 +30,7 @@ pub fn guests() -> &'static Guests {
     static GUESTS: OnceLock<Guests> = OnceLock::new();
     GUESTS.get_or_init(|| {
         let root = repo_root();
-        // Toolchains first (wasm targets, clang + wasi-libc, Zig), if missing,
-        // so the suite runs on a machine with only the stable Rust toolchain.
-        let output = Command::new("bash").arg(root.join(".ci/install-toolchains")).output().expect("running bash");
-        assert!(output.status.success(), "installing the guest toolchains failed:\n{}", describe(&output));
+        toolchains();
         for target in ["wasm32-wasip1", "wasm32-wasip2"] {
             cargo_build(&root.join("tests/guests/Cargo.toml"), target);
         }
@@ -48,6 +45,19 @@ pub fn guests() -> &'static Guests {
             tidy: root.join("plugins/target/wasm32-wasip2/release/tidy.wasm"),
         }
     })
+}
+
+/// Installs what the tests build and check with, if missing (wasm targets,
+/// clang + wasi-libc, Zig, promtool, the Prometheus Python client…), once
+/// per test binary, so the suite runs on a machine with only the stable
+/// Rust toolchain.
+pub fn toolchains() {
+    static INSTALLED: OnceLock<()> = OnceLock::new();
+    INSTALLED.get_or_init(|| {
+        let script = repo_root().join(".ci/install-toolchains");
+        let output = Command::new("bash").arg(script).output().expect("running bash");
+        assert!(output.status.success(), "installing the test toolchains failed:\n{}", describe(&output));
+    });
 }
 
 fn cargo_build(manifest: &Path, target: &str) {

@@ -198,9 +198,10 @@ pub fn refuse_cross_site() -> ApiError {
     )
 }
 
-/// Middleware on every `/api` route: `401` without a valid bearer token or
-/// session cookie, `403` for the read-only token on anything but a read,
-/// and `403` for a change asked with the cookie by another site's page.
+/// Middleware on every route but the open ones (`is_open`): `401` without
+/// a valid bearer token or session cookie, `403` for the read-only token
+/// on anything but a read, and `403` for a change asked with the cookie by
+/// another site's page.
 /// The request goes on carrying its [`Access`].
 pub async fn authorize(State(state): State<ApiState>, mut request: Request, next: Next) -> Response {
     let headers = request.headers();

@@ -62,24 +62,22 @@ impl IntoResponse for ApiError {
 
 impl From<CommandError> for ApiError {
     fn from(error: CommandError) -> Self {
-        let message = error.to_string();
-        let (status, code) = match &error {
-            CommandError::UnknownJob(_) => (StatusCode::NOT_FOUND, "unknown_job"),
-            CommandError::NoSuchRun(_) => (StatusCode::NOT_FOUND, "no_such_run"),
-            CommandError::RunEnded { .. } => (StatusCode::CONFLICT, "run_ended"),
-            CommandError::RunNotEnded { .. } => (StatusCode::CONFLICT, "run_not_ended"),
-            CommandError::PayloadTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+        let (message, code) = (error.to_string(), error.code());
+        let status = match &error {
+            CommandError::UnknownJob(_) | CommandError::NoSuchRun(_) => StatusCode::NOT_FOUND,
+            CommandError::RunEnded { .. } | CommandError::RunNotEnded { .. } => StatusCode::CONFLICT,
+            CommandError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             CommandError::QueueFull { .. } => {
                 return ApiError {
                     retry_after: Some(1),
-                    ..ApiError::new(StatusCode::TOO_MANY_REQUESTS, "queue_full", message)
+                    ..ApiError::new(StatusCode::TOO_MANY_REQUESTS, code, message)
                 };
             }
             CommandError::Store(detail) => return ApiError::store(detail),
             CommandError::ShuttingDown => {
                 return ApiError {
                     retry_after: Some(5),
-                    ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", message)
+                    ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, code, message)
                 };
             }
         };

@@ -135,11 +135,15 @@ pub async fn trigger(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let job = loaded(&state, &name)?;
-    let at = when.resolve()?;
-    let key = idempotency_key(&headers)?;
-    let payload = read_payload(&job, &headers, body).await?;
-    let request = TriggerRequest { job: name.clone(), payload, at, key: key.clone() };
+    let request = match checked(&state, name.clone(), &when, &headers, body).await {
+        Ok(request) => request,
+        Err(error) => {
+            // Refused here, before the scheduler (which counts its own).
+            state.metrics.trigger_refused(error.code);
+            return Err(error);
+        }
+    };
+    let key = request.key.clone();
     let triggered = match (state.handle.trigger(request).await, key) {
         // A full queue takes no new run, but a repeat of one it took is
         // still answered with that run.
@@ -155,6 +159,22 @@ pub async fn trigger(
     let location = HeaderValue::try_from(format!("/api/v1/runs/{}", triggered.run_id)).expect("digits");
     let body = Accepted { id: triggered.run_id, job: name, created: triggered.created };
     Ok((status, [(header::LOCATION, location)], Json(body)).into_response())
+}
+
+/// The trigger as the scheduler takes it, once the API's own checks pass:
+/// a loaded job on a ready host, a good time and key, a payload in bounds.
+async fn checked(
+    state: &ApiState,
+    name: String,
+    when: &When,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<TriggerRequest, ApiError> {
+    let job = loaded(state, &name)?;
+    let at = when.resolve()?;
+    let key = idempotency_key(headers)?;
+    let payload = read_payload(&job, headers, body).await?;
+    Ok(TriggerRequest { job: name, payload, at, key })
 }
 
 fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {

@@ -1,20 +1,22 @@
-//! The control plane: an HTTP API under `/api/v1` (JSON), `/healthz` and
-//! `/readyz`, and the dashboard (`/`, `/login`, `/assets/…`; see
-//! [`dashboard`]), served by axum on `--listen`.
+//! The control plane: an HTTP API under `/api/v1` (JSON), `/healthz`,
+//! `/readyz`, `/metrics` (Prometheus) and the dashboard (`/`, `/login`,
+//! `/assets/…`; see [`dashboard`]), served by axum on `--listen`.
 //!
 //! [`app`] builds the router from [`routes`], one table of every route,
 //! which the OpenAPI document (`openapi.json`, served at
 //! `/api/v1/openapi.json`) is checked against by a test; [`serve`] runs it
 //! on a listener until shutdown. Handlers reach the scheduler only through
-//! its [`Handle`] and read history from the store. Every `/api` route
-//! needs a bearer token (see [`auth`]); errors are
-//! `{"error": {"code", "message"}}` (see [`ApiError`]).
+//! its [`Handle`] and read history from the store. Every route but the
+//! probes (`/healthz`, `/readyz`) needs a bearer token (see [`auth`]);
+//! errors are `{"error": {"code", "message"}}` (see [`ApiError`]). Every
+//! answer is counted in the metrics, by route template and status.
 
 pub mod auth;
 mod dashboard;
 mod error;
 mod events;
 mod jobs;
+mod metrics;
 mod runs;
 mod session;
 
@@ -31,6 +33,7 @@ pub use auth::{Access, Tokens};
 pub use error::ApiError;
 pub use events::EventFeed;
 
+use crate::metrics::Metrics;
 use crate::scheduler::Handle;
 use crate::store::Store;
 
@@ -44,6 +47,8 @@ pub struct ApiState {
     pub store: Arc<dyn Store>,
     pub tokens: Arc<Tokens>,
     pub events: EventFeed,
+    /// What `/metrics` serves; the API counts its own answers there too.
+    pub metrics: Arc<Metrics>,
     /// Turns true when the host stops: open event streams end.
     pub closing: watch::Receiver<bool>,
 }
@@ -72,12 +77,19 @@ pub fn routes() -> Vec<(&'static str, &'static str, MethodRouter<ApiState>)> {
         ("GET", "/api/v1/session", get(session::show)),
         ("POST", "/login", post(session::login)),
         ("POST", "/logout", post(session::logout)),
+        ("GET", "/metrics", get(metrics::scrape)),
     ]
+}
+
+/// The routes anyone may call, with no token: the probes a supervisor or
+/// load balancer polls, and the dashboard's login and logout.
+fn is_open(path: &str) -> bool {
+    matches!(path, "/healthz" | "/readyz" | "/login" | "/logout" | "/" | "/assets/{file}")
 }
 
 /// The router, apart from any server: tests drive it with `oneshot`.
 pub fn app(state: ApiState) -> Router {
-    let (open, guarded): (Vec<_>, Vec<_>) = routes().into_iter().partition(|(_, path, _)| !path.starts_with("/api/"));
+    let (open, guarded): (Vec<_>, Vec<_>) = routes().into_iter().partition(|(_, path, _)| is_open(path));
     let api = guarded.into_iter().fold(Router::new(), |router, (_, path, route)| router.route(path, route));
     let api = api.route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::authorize));
     open.into_iter()
@@ -85,6 +97,8 @@ pub fn app(state: ApiState) -> Router {
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method)
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(error::panicked))
+        // Outermost: a panic's 500 is counted too.
+        .layer(axum::middleware::from_fn_with_state(state.metrics.clone(), metrics::count))
         .with_state(state)
 }
 

@@ -72,6 +72,7 @@ fn build_view(globals: &Globals) -> anyhow::Result<JobsView> {
                 load_error: state.load_error,
                 module_sha256: state.module_sha256,
                 in_flight: Vec::new(),
+                queued: 0,
                 payload_limit: spec.limits.payload,
             }
         })
@@ -90,7 +91,7 @@ fn build_view(globals: &Globals) -> anyhow::Result<JobsView> {
     }
     jobs.sort_by(|a, b| a.name.cmp(&b.name));
     // Read from the files and the store: no scheduler answers for it.
-    Ok(JobsView { ready: false, jobs, store: StoreHealth::healthy() })
+    Ok(JobsView { ready: false, jobs, store: StoreHealth::healthy(), queue: None })
 }
 
 fn render(out: &mut impl Write, job: &JobView) -> std::io::Result<()> {

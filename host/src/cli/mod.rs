@@ -6,6 +6,7 @@
 //! configuration error, 3 a runtime failure the host could not ride out
 //! (an error wrapped in [`RuntimeFailure`]).
 
+mod backup;
 mod bench;
 mod check;
 mod client;
@@ -94,6 +95,8 @@ pub enum Command {
     Resume(pause::Args),
     /// Scaffold a job in a language: source, build script, declaration.
     New(new::Args),
+    /// Copy the SQLite store to FILE, online: the host may keep running.
+    Backup(backup::Args),
     /// Measure a job's module (run time, fuel, output) to size its limits (`--job JOB`).
     Bench(bench::Args),
 }
@@ -126,6 +129,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Resume(args) => pause::run(&cli.globals, args, false, None),
         Command::New(args) => new::run(&cli.globals, args),
         Command::Bench(args) => bench::run(&cli.globals, args),
+        Command::Backup(args) => backup::run(&cli.globals, args),
     }
 }
 

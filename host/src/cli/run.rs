@@ -2,7 +2,8 @@
 //! recovers from the last stop, fires jobs until SIGINT or SIGTERM, then
 //! lets running guests finish within the grace period, cancels the rest,
 //! flushes the store and exits 0 (3 if it could not ride out a failure).
-//! Jobs reload as their files change.
+//! Jobs reload as their files change. Under systemd it speaks the notify
+//! protocol (see `systemd`).
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
@@ -17,10 +18,13 @@ use tokio::sync::watch;
 
 use crate::api::{self, ApiState, EventFeed, Tokens};
 use crate::clock::Clock;
+use crate::events::Observer;
+use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::runtime::Runtime;
 use crate::scheduler::{ReloadConfig, Scheduler, SchedulerConfig};
 use crate::store::Retention;
+use crate::systemd::Notifier;
 use crate::units;
 
 #[derive(Debug, clap::Args)]
@@ -77,9 +81,17 @@ pub fn run(globals: &Globals, args: Args) -> anyhow::Result<ExitCode> {
     // Caught from the start: a SIGTERM while jobs load or the host recovers
     // is acted on as soon as the scheduler runs (a clean stop, exit 0),
     // rather than killing the process by the signal's default action.
-    let shutdown = {
+    let signal = {
         let _entered = tokio.enter();
         shutdown_signal().context("installing the SIGINT and SIGTERM handlers")?
+    };
+    let notifier = Notifier::from_env().map(Arc::new);
+    let stopping = notifier.clone();
+    let shutdown = async move {
+        signal.await;
+        if let Some(notifier) = stopping {
+            notifier.stopping();
+        }
     };
     let tokens = Arc::new(Tokens::load_or_create(&globals.state, globals.supplied_token()?)?);
     let listener = bind(&globals.listen)?;
@@ -127,10 +139,21 @@ pub fn run(globals: &Globals, args: Args) -> anyhow::Result<ExitCode> {
     };
     let feed = EventFeed::default();
     let (scheduler, handle) = Scheduler::new(runtime, store.clone(), Clock::System, config, registry.jobs);
-    let scheduler = scheduler.with_reload(reload).with_observers(vec![Arc::new(feed.clone())]);
+    // Two observers of every run: the API's live stream and the metrics.
+    let metrics = Arc::new(Metrics::new(handle.jobs()));
+    let observers: Vec<Arc<dyn Observer>> = vec![Arc::new(feed.clone()), metrics.clone()];
+    let mut scheduler = scheduler.with_reload(reload).with_observers(observers);
+    if let Some(notifier) = &notifier {
+        if let Some(every) = notifier.watchdog_interval() {
+            tracing::info!(every_ms = every.as_millis() as u64, "systemd watchdog: the scheduler pings it");
+            scheduler = scheduler.with_watchdog(every, notifier.clone());
+        }
+        let (notifier, view) = (notifier.clone(), handle.jobs());
+        tokio.spawn(async move { notifier.follow(view).await });
+    }
 
     let (closing, closed) = watch::channel(false);
-    let state = ApiState { handle, store, tokens, events: feed, closing: closed.clone() };
+    let state = ApiState { handle, store, tokens, events: feed, metrics, closing: closed.clone() };
     let server = {
         let _entered = tokio.enter();
         let listener = tokio::net::TcpListener::from_std(listener).context("serving the HTTP API")?;

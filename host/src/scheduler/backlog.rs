@@ -26,6 +26,7 @@ use chrono::{DateTime, Utc};
 use super::Scheduler;
 use super::timer::TimerKind;
 use super::view::StoreHealth;
+use crate::events::HostEvent;
 use crate::store::{Finished, NewRun, PendingRun, StoreError};
 
 /// Memory for held outcomes; past it, their captured output goes first.
@@ -138,6 +139,13 @@ impl Backlog {
 }
 
 impl Scheduler {
+    /// Notes a failed store operation: held and retried (see `Backlog`),
+    /// and counted by observers.
+    pub(super) fn store_failed(&mut self, error: &StoreError, now: DateTime<Utc>) {
+        self.events.note(HostEvent::StoreFailed);
+        self.backlog.failed(error, now);
+    }
+
     /// Times the next try of the held writes, unless one is timed already.
     pub(super) fn arm_store_retry(&mut self) {
         self.view_changed = true;
@@ -160,7 +168,7 @@ impl Scheduler {
         }
         let now = self.clock.now();
         if let Err(error) = self.write_backlog(now).await {
-            self.backlog.failed(&error, now);
+            self.store_failed(&error, now);
             return self.arm_store_retry();
         }
         self.end_episode();

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 
 use super::handle::{Command, CommandError, Reply, TriggerRequest, Triggered};
 use super::{Scheduler, TimerKind};
-use crate::events::{RunEvent, Stage};
+use crate::events::{HostEvent, RunEvent, Stage};
 use crate::record::{RunStatus, Trigger};
 use crate::store::{Cancelled, NewRun, PendingRun, StoreError};
 
@@ -72,17 +72,18 @@ impl Scheduler {
     /// flight cannot overshoot it.
     fn trigger(&mut self, request: TriggerRequest, parent_run: Option<i64>, reply: Answer) {
         let Some(slot) = self.jobs.get(&request.job) else {
-            return reply.send(Err(CommandError::UnknownJob(request.job)));
+            return self.refuse_trigger(reply, CommandError::UnknownJob(request.job));
         };
         let limit = slot.spec.limits.payload;
         if request.payload.len() as u64 > limit {
             let size = request.payload.len();
-            return reply.send(Err(CommandError::PayloadTooLarge { job: request.job, size, limit }));
+            return self.refuse_trigger(reply, CommandError::PayloadTooLarge { job: request.job, size, limit });
         }
         if self.triggered_waiting >= self.config.max_queued {
-            return reply.send(Err(CommandError::QueueFull { queued: self.triggered_waiting }));
+            return self.refuse_trigger(reply, CommandError::QueueFull { queued: self.triggered_waiting });
         }
         self.triggered_waiting += 1;
+        self.view_changed = true;
         self.accepting += 1;
         let now = self.clock.now();
         let at = request.at.unwrap_or(now).max(now);
@@ -99,12 +100,34 @@ impl Scheduler {
         });
     }
 
+    /// Answers a trigger with why it was refused, and tells observers.
+    fn refuse_trigger(&self, reply: Answer, error: CommandError) {
+        self.events.note(HostEvent::TriggerRefused { reason: error.code() });
+        reply.send(Err(error));
+    }
+
+    /// A store failure that a command is answered with, counted by observers.
+    fn store_refused(&self, error: StoreError) -> CommandError {
+        self.events.note(HostEvent::StoreFailed);
+        CommandError::Store(error.to_string())
+    }
+
+    /// Refuses a command as a draining scheduler does (`ShuttingDown`);
+    /// a trigger among them is counted as refused.
+    pub(super) fn refuse(&self, command: Command) {
+        if command.is_trigger() {
+            self.events.note(HostEvent::TriggerRefused { reason: CommandError::ShuttingDown.code() });
+        }
+        command.refuse();
+    }
+
     /// A trigger's row is written (or not): the run joins the ready queue
     /// or the timers — unless the host is draining (`start` false): then it
     /// waits in the store for the next start — and the caller is answered.
     pub(super) fn on_accepted(&mut self, accepting: Accepting, start: bool) {
         let Accepting { run, requested_at, written, reply } = accepting;
         self.accepting -= 1;
+        self.view_changed = true; // the queue's depth
         let answer = match written {
             Ok((id, true)) => {
                 tracing::info!(job = %run.job, run_id = id, "run triggered");
@@ -130,7 +153,8 @@ impl Scheduler {
             }
             Err(error) => {
                 self.triggered_waiting -= 1;
-                Err(store_error(error))
+                let error = self.store_refused(error);
+                return self.refuse_trigger(reply, error);
             }
         };
         reply.send(answer);
@@ -142,7 +166,8 @@ impl Scheduler {
             running.control.cancel();
             return Ok(());
         }
-        match self.store.cancel_pending(id, self.clock.now()).await.map_err(store_error)? {
+        let cancelled = self.store.cancel_pending(id, self.clock.now()).await;
+        match cancelled.map_err(|error| self.store_refused(error))? {
             Cancelled::WasPending => {
                 if let Some(run) = self.forget_waiting(id) {
                     self.emit_not_run(&run, RunStatus::Cancelled);
@@ -158,6 +183,7 @@ impl Scheduler {
     /// Drops a cancelled run from wherever it waits: the ready queue, a
     /// timer, or a job's `overlap = "queue"` slot; the run, if found.
     fn forget_waiting(&mut self, id: i64) -> Option<PendingRun> {
+        self.view_changed = true; // its job's `queued`
         let mut forgotten = None;
         if let Some(index) = self.ready.iter().position(|run| run.id == id) {
             let run = self.ready.remove(index).expect("found");
@@ -201,11 +227,12 @@ impl Scheduler {
 
     async fn retry(&mut self, id: i64, reply: Reply<i64>) {
         let answer = async {
-            let run = self.store.run(id).await.map_err(store_error)?.ok_or(CommandError::NoSuchRun(id))?;
+            let run = self.store.run(id).await.map_err(|error| self.store_refused(error))?;
+            let run = run.ok_or(CommandError::NoSuchRun(id))?;
             if matches!(run.status, RunStatus::Pending | RunStatus::Running) {
                 return Err(CommandError::RunNotEnded { id, status: run.status });
             }
-            let payload = self.store.run_payload(id).await.map_err(store_error)?;
+            let payload = self.store.run_payload(id).await.map_err(|error| self.store_refused(error))?;
             Ok(TriggerRequest { job: run.job, payload, at: None, key: None })
         }
         .await;
@@ -222,7 +249,8 @@ impl Scheduler {
             return Err(CommandError::UnknownJob(job));
         }
         let reason = reason.filter(|_| paused);
-        self.store.set_paused(job.clone(), paused, reason.clone()).await.map_err(store_error)?;
+        let set = self.store.set_paused(job.clone(), paused, reason.clone()).await;
+        set.map_err(|error| self.store_refused(error))?;
         if let Some(slot) = self.jobs.get_mut(&job) {
             slot.paused = paused;
             slot.paused_reason = reason.clone();
@@ -232,8 +260,4 @@ impl Scheduler {
         tracing::info!(job = %job, paused, reason = reason.as_deref().unwrap_or(""), "job paused or resumed, as asked");
         Ok(())
     }
-}
-
-fn store_error(error: StoreError) -> CommandError {
-    CommandError::Store(error.to_string())
 }

@@ -44,7 +44,7 @@ impl Scheduler {
         let recorded = match self.store.record_fires(rows, now).await {
             Ok(recorded) => recorded,
             Err(error) => {
-                self.backlog.failed(&error, now);
+                self.store_failed(&error, now);
                 for fire in &fires {
                     self.backlog.owe_catch_up(&fire.job);
                 }
@@ -71,7 +71,10 @@ impl Scheduler {
             let run = NewRun::pending(&fire.job, Trigger::Schedule, fire.nominal).into_pending(id);
             match fire.action {
                 Action::Skip(reason) => tracing::info!(job = %fire.job, run_id = id, reason, "fire skipped"),
-                Action::Queue => slot.queued = Some(run),
+                Action::Queue => {
+                    slot.queued = Some(run);
+                    self.view_changed = true;
+                }
                 Action::Replace => {
                     for (run_id, running) in self.in_flight.iter().filter(|(_, running)| running.job == fire.job) {
                         tracing::info!(job = %fire.job, run_id, "cancelling the running run (overlap = \"replace\")");

@@ -76,6 +76,23 @@ pub fn pause_reason(text: &str) -> Result<Option<String>, String> {
     Ok(Some(text.to_owned()).filter(|text| !text.is_empty()))
 }
 
+impl CommandError {
+    /// The stable code the API answers it with, and the reason a refused
+    /// trigger is counted under.
+    pub fn code(&self) -> &'static str {
+        match self {
+            CommandError::UnknownJob(_) => "unknown_job",
+            CommandError::QueueFull { .. } => "queue_full",
+            CommandError::PayloadTooLarge { .. } => "payload_too_large",
+            CommandError::NoSuchRun(_) => "no_such_run",
+            CommandError::RunEnded { .. } => "run_ended",
+            CommandError::RunNotEnded { .. } => "run_not_ended",
+            CommandError::Store(_) => "store_unavailable",
+            CommandError::ShuttingDown => "shutting_down",
+        }
+    }
+}
+
 pub(super) type Reply<T> = oneshot::Sender<Result<T, CommandError>>;
 
 pub(super) enum Command {
@@ -99,6 +116,11 @@ pub(super) enum Command {
 }
 
 impl Command {
+    /// Whether it asks for a new run (a trigger, `enqueue` or retry).
+    pub(super) fn is_trigger(&self) -> bool {
+        matches!(self, Command::Trigger(..) | Command::Enqueue { .. } | Command::Retry(..))
+    }
+
     /// Answers the command with `ShuttingDown`: what a draining scheduler does.
     pub(super) fn refuse(self) {
         fn no<T>(reply: Reply<T>) {

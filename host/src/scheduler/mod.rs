@@ -23,6 +23,7 @@ mod runs;
 mod task;
 mod timer;
 mod view;
+mod watchdog;
 
 use std::collections::{BTreeMap, BinaryHeap, VecDeque};
 use std::sync::Arc;
@@ -35,11 +36,12 @@ pub use handle::{CommandError, Handle, MAX_PAUSE_REASON, TriggerRequest, Trigger
 pub use policy::{CatchUpPlan, MAX_MISSED_RECORDS, plan_catch_up, retry_allowed, retry_delay};
 pub use reload::ReloadConfig;
 pub use task::finished;
-pub use view::{JobView, JobsView, LastRun, StoreHealth};
+pub use view::{JobView, JobsView, LastRun, QueueHealth, StoreHealth};
+pub use watchdog::Liveness;
 
 use crate::clock::Clock;
 use crate::config::JobSpec;
-use crate::events::{Events, Observer};
+use crate::events::{Events, HostEvent, Observer};
 use crate::jobhost::{Queue, StoreJobHost};
 
 use crate::registry::LoadedJob;
@@ -159,6 +161,10 @@ pub struct Scheduler {
     view_timer: bool,
     /// Shutting down: no runs start, the view says not ready.
     draining: bool,
+    /// How often, and whom, to tell that the loop turns (see `with_watchdog`).
+    watchdog: Option<(Duration, Arc<dyn Liveness>)>,
+    /// Beats from the loop, once it runs.
+    heartbeat: Option<watchdog::Heartbeat>,
 }
 
 impl Scheduler {
@@ -173,7 +179,9 @@ impl Scheduler {
         let (completed, completions) = mpsc::unbounded_channel();
         let (commands_in, commands) = mpsc::channel(handle::COMMAND_QUEUE);
         let (accept, accepted) = mpsc::unbounded_channel();
-        let (view, view_out) = watch::channel(JobsView::default());
+        // The queue is known from the start; everything else once recovered.
+        let queue = Some(QueueHealth { waiting: 0, capacity: config.max_queued });
+        let (view, view_out) = watch::channel(JobsView { queue, ..JobsView::default() });
         let handle = Handle { commands: commands_in, view: view_out };
         let job_host = Arc::new(StoreJobHost { store: store.clone(), queue: Queue::Scheduler(handle.clone()) });
         let jobs_count = jobs.len() as u64;
@@ -211,6 +219,8 @@ impl Scheduler {
             view_published: None,
             view_timer: false,
             draining: false,
+            watchdog: None,
+            heartbeat: None,
         };
         (scheduler, handle)
     }
@@ -219,6 +229,14 @@ impl Scheduler {
     /// as their files change. Without this the job set is fixed.
     pub fn with_reload(mut self, config: ReloadConfig) -> Self {
         self.reload = Some(reload::Reloader::new(config));
+        self
+    }
+
+    /// Tells `liveness` every `every`, from the scheduler's own loop, that
+    /// the loop turns: a supervisor's watchdog (systemd's `WatchdogSec`)
+    /// then notices a scheduler that has wedged.
+    pub fn with_watchdog(mut self, every: Duration, liveness: Arc<dyn Liveness>) -> Self {
+        self.watchdog = Some((every, liveness));
         self
     }
 
@@ -245,6 +263,7 @@ impl Scheduler {
         if let Some(reload) = &mut self.reload {
             reload.start()?;
         }
+        self.heartbeat = self.watchdog.take().map(|(every, liveness)| watchdog::Heartbeat::new(every, liveness));
         loop {
             self.dispatch();
             self.publish_view();
@@ -253,6 +272,8 @@ impl Scheduler {
             tokio::select! {
                 biased;
                 () = &mut shutdown => break,
+                // Second, so that a loop kept busy by the arms below still beats.
+                () = watchdog::beat(&mut self.heartbeat) => {}
                 Some(done) = self.completions.recv() => self.on_completion(done).await,
                 Some(event) = reload::next_event(&mut self.reload) => self.on_reload_event(event).await,
                 Some(command) = self.commands.recv() => self.on_command(command).await,
@@ -316,11 +337,14 @@ impl Scheduler {
                 TimerKind::StoreRetry => store_retry = true,
                 TimerKind::View => self.view_timer = false,
                 TimerKind::Prune => {
-                    let (retention, store) = (self.config.retention, self.store.clone());
+                    let (retention, store, events) = (self.config.retention, self.store.clone(), self.events.clone());
                     tokio::spawn(async move {
                         match store.prune(retention, now).await {
                             Ok(pruned) => tracing::debug!(pruned, "history pruned"),
-                            Err(error) => tracing::warn!(%error, "pruning history failed"),
+                            Err(error) => {
+                                events.note(HostEvent::StoreFailed);
+                                tracing::warn!(%error, "pruning history failed");
+                            }
                         }
                     });
                     self.add_timer(now + chrono::Duration::from_std(PRUNE_EVERY).expect("an hour"), TimerKind::Prune);

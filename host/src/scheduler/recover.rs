@@ -15,6 +15,7 @@ use chrono::{DateTime, Utc};
 
 use super::{LastRun, Scheduler, plan_catch_up};
 use crate::config::CatchUp as Policy;
+use crate::events::{HostEvent, RunEvent, Stage};
 use crate::record::{RunStatus, format_time};
 use crate::store::{self, NewRun, StoreError};
 
@@ -34,7 +35,7 @@ impl Scheduler {
             match self.try_recover().await {
                 Ok(()) => return true,
                 Err(error) => {
-                    self.backlog.failed(&error, self.clock.now());
+                    self.store_failed(&error, self.clock.now());
                     tokio::select! {
                         () = tokio::time::sleep(wait) => {}
                         () = &mut shutdown => return false,
@@ -52,6 +53,16 @@ impl Scheduler {
         let recovered = self.store.recover(now, attempts).await?;
         for run in &recovered.abandoned {
             tracing::warn!(job = %run.job, run_id = run.id, "run abandoned: the host stopped during it");
+            self.events.emit(|| RunEvent {
+                stage: Stage::Ended,
+                job: run.job.clone(),
+                run_id: Some(run.id),
+                trigger: run.trigger,
+                attempt: run.attempt,
+                scheduled_for: run.scheduled_for,
+                at: now,
+                status: Some(RunStatus::Abandoned),
+            });
         }
         let states = self.store.job_states().await?;
         for (name, slot) in &mut self.jobs {
@@ -130,7 +141,7 @@ impl Scheduler {
         why: Why,
         states: &BTreeMap<String, store::JobState>,
     ) -> Result<(), StoreError> {
-        let jobs: Vec<store::CatchUp> = self
+        let (jobs, missed): (Vec<store::CatchUp>, Vec<(String, u64)>) = self
             .jobs
             .iter()
             .filter(|(name, slot)| slot.spec.enabled && only.is_none_or(|only| only.contains(*name)))
@@ -142,18 +153,24 @@ impl Scheduler {
                     Some(next) if next <= now => next - chrono::Duration::microseconds(1),
                     _ => now,
                 };
-                Some(plan_job(name, schedule, slot.spec.catch_up, slot.spec.catch_up_window, &state, upto, why))
+                let (plan, missed) =
+                    plan_job(name, schedule, slot.spec.catch_up, slot.spec.catch_up_window, &state, upto, why);
+                Some((plan, (name.clone(), missed)))
             })
-            .collect();
+            .unzip();
         for run in self.store.record_catch_up(jobs).await? {
             self.make_ready(run);
+        }
+        for (job, count) in missed.into_iter().filter(|(_, count)| *count > 0) {
+            self.events.note(HostEvent::FiresMissed { job, count });
         }
         Ok(())
     }
 }
 
 /// One job's catch-up rows: its missed fires and the catch-up runs its
-/// policy calls for, and its new watermark.
+/// policy calls for, and its new watermark; and how many fires it misses
+/// (some may share one summing-up record).
 fn plan_job(
     name: &str,
     schedule: &crate::schedule::Schedule,
@@ -162,11 +179,11 @@ fn plan_job(
     state: &store::JobState,
     now: DateTime<Utc>,
     why: Why,
-) -> store::CatchUp {
+) -> (store::CatchUp, u64) {
     let Some(since) = state.last_fire.filter(|_| !state.paused) else {
         // Never fired here, or paused: nothing to catch up, but fires
         // from now on are covered if the host dies.
-        return store::CatchUp { job: name.to_owned(), runs: Vec::new(), last_fire: now };
+        return (store::CatchUp { job: name.to_owned(), runs: Vec::new(), last_fire: now }, 0);
     };
     let plan = plan_catch_up(schedule, since, now, policy, window);
     let reason = missed_reason(policy, why);
@@ -177,12 +194,13 @@ fn plan_job(
         runs.push(missed(last, summary));
     }
     runs.extend(plan.run.iter().map(|fire| NewRun::pending(name, crate::record::Trigger::CatchUp, *fire)));
-    if !plan.missed.is_empty() || !plan.run.is_empty() {
-        let missed = plan.missed.len() + plan.missed_beyond.map_or(0, |(n, _)| n);
+    let missed = plan.missed.len() + plan.missed_beyond.map_or(0, |(n, _)| n);
+    if missed > 0 || !plan.run.is_empty() {
         let catching_up = plan.run.len();
         tracing::info!(job = %name, missed, catching_up, "fires missed while the host could not run them");
     }
-    store::CatchUp { job: name.to_owned(), runs, last_fire: plan.last.unwrap_or(since).max(since) }
+    let last_fire = plan.last.unwrap_or(since).max(since);
+    (store::CatchUp { job: name.to_owned(), runs, last_fire }, missed as u64)
 }
 
 fn missed_reason(policy: Policy, why: Why) -> String {

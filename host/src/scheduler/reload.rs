@@ -16,6 +16,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use super::{JobSlot, Scheduler};
+use crate::events::HostEvent;
 use crate::registry::{self, Change, LoadedJob};
 use crate::runtime::CompileCache;
 use crate::store::Load;
@@ -108,7 +109,10 @@ impl Scheduler {
                 self.reload.as_mut().expect("events come only with a reloader").in_flight = false;
                 match planned {
                     Ok(plan) => self.apply(plan).await,
-                    Err(error) => tracing::error!("reload failed: {error:#}"),
+                    Err(error) => {
+                        self.events.note(HostEvent::Reloaded { failed: true });
+                        tracing::error!("reload failed: {error:#}");
+                    }
                 }
                 if !self.reload.as_ref().expect("present").waiting.is_empty() {
                     self.start_plan();
@@ -142,6 +146,9 @@ impl Scheduler {
         let now = self.clock.now();
         let mut loads = Vec::new();
         self.view_changed = true;
+        // Failed: it found a load error not reported yet. (A plan lists
+        // every declaration that does not load, each time.)
+        let mut failed = false;
         for change in plan.changes {
             match change {
                 Change::Loaded(job) => {
@@ -167,6 +174,7 @@ impl Scheduler {
                     if reload.reported.get(&job) != Some(&message) {
                         let keeping = self.jobs.contains_key(&job);
                         tracing::error!(job = %job, keeping_previous_version = keeping, "{message}");
+                        failed = true;
                         reload.reported.insert(job.clone(), message.clone());
                         loads.push(Load::Failed { job: job.clone(), error: message.clone() });
                     }
@@ -176,6 +184,7 @@ impl Scheduler {
                 }
             }
         }
+        self.events.note(HostEvent::Reloaded { failed });
         if let Some(reload) = &mut self.reload {
             let folders = reload.folders(plan.module_folders);
             if let Some(watcher) = &mut reload.watcher {
@@ -185,6 +194,7 @@ impl Scheduler {
         if !loads.is_empty()
             && let Err(error) = self.store.record_loads(loads, now).await
         {
+            self.events.note(HostEvent::StoreFailed);
             // The jobs are in service all the same; only their state row
             // (what `wasmcron jobs` reads without a host) is behind.
             tracing::warn!(%error, "could not record the reloaded jobs in the store");

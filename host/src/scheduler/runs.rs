@@ -34,6 +34,7 @@ impl Scheduler {
     pub(super) fn make_ready(&mut self, run: PendingRun) {
         if let Some(slot) = self.jobs.get_mut(&run.job) {
             slot.waiting += 1;
+            self.view_changed = true;
             self.ready.push_back(run);
         } else {
             tracing::warn!(job = %run.job, run_id = run.id, "pending run of a job that is not loaded; it stays pending");
@@ -45,6 +46,7 @@ impl Scheduler {
     pub(super) fn left_waiting(&mut self, run: &PendingRun) {
         if run.trigger == Trigger::Manual {
             self.triggered_waiting = self.triggered_waiting.saturating_sub(1);
+            self.view_changed = true;
         }
     }
 
@@ -87,7 +89,7 @@ impl Scheduler {
         let outcome = match ended {
             task::Ended::NotStarted(run, error) => {
                 // Its row is still pending: it runs once the store takes writes.
-                self.backlog.failed(&error, self.clock.now());
+                self.store_failed(&error, self.clock.now());
                 self.backlog.hold_unstarted(run);
                 self.arm_store_retry();
                 return;
@@ -96,7 +98,7 @@ impl Scheduler {
                 let last = LastRun { id: run_id, status: outcome.status(), ended_at: Some(ended_at) };
                 self.last_runs.insert(job.clone(), last);
                 if let Some((finished, error)) = unrecorded {
-                    self.backlog.failed(&error, self.clock.now());
+                    self.store_failed(&error, self.clock.now());
                     self.backlog.hold_outcome(run_id, finished);
                     self.arm_store_retry();
                 }
@@ -138,7 +140,7 @@ impl Scheduler {
                 self.add_timer(retry_at, TimerKind::Start(pending));
             }
             Err(error) => {
-                self.backlog.failed(&error, self.clock.now());
+                self.store_failed(&error, self.clock.now());
                 self.backlog.hold_row(retry);
                 self.arm_store_retry();
             }
@@ -164,11 +166,12 @@ impl Scheduler {
         let mut grace_over = false;
         while !self.in_flight.is_empty() || self.accepting > 0 {
             tokio::select! {
+                () = super::watchdog::beat(&mut self.heartbeat) => {}
                 Some(done) = self.completions.recv() => {
                     self.on_completion(done).await;
                     self.publish_view_now();
                 }
-                Some(command) = self.commands.recv() => command.refuse(),
+                Some(command) = self.commands.recv() => self.refuse(command),
                 Some(accepted) = self.accepted.recv() => self.on_accepted(accepted, false),
                 () = &mut grace, if !grace_over => {
                     grace_over = true;

@@ -1,5 +1,6 @@
 //! The jobs view: every job with its schedule, next fire, last outcome,
-//! pause, load error and runs in flight, and the store's health. The
+//! pause, load error and runs in flight, the queue of triggered runs, and
+//! the store's health. The
 //! scheduler publishes it over a `watch` channel whenever it changes;
 //! `wasmcron jobs` builds the same type from the files and the store when
 //! it reads them itself.
@@ -17,6 +18,19 @@ pub struct JobsView {
     /// By name.
     pub jobs: Vec<JobView>,
     pub store: StoreHealth,
+    /// The queue of triggered runs; none when no scheduler answers for it
+    /// (`wasmcron jobs` reading the files and the store itself).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub queue: Option<QueueHealth>,
+}
+
+/// Triggered runs accepted and waiting to start, against `--max-queued`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct QueueHealth {
+    /// Accepted (or being written) and not yet started, delayed ones included.
+    pub waiting: usize,
+    /// The most that may wait: beyond it a trigger is answered 429.
+    pub capacity: usize,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -41,6 +55,9 @@ pub struct JobView {
     pub module_sha256: Option<String>,
     /// Runs of this job started and not yet ended, by id.
     pub in_flight: Vec<i64>,
+    /// Runs of this job due and not yet started: waiting for a free slot
+    /// under `--max-running`, or held by `overlap = "queue"`.
+    pub queued: usize,
     /// The largest trigger payload the job accepts, in bytes (`[limits] payload`).
     pub payload_limit: u64,
 }
@@ -141,6 +158,7 @@ impl super::Scheduler {
                 load_error: slot.load_error.clone(),
                 module_sha256: Some(slot.compiled.sha256.clone()),
                 in_flight: in_flight.remove(name.as_str()).unwrap_or_default(),
+                queued: slot.waiting + usize::from(slot.queued.is_some()),
                 payload_limit: slot.spec.limits.payload,
             })
             .collect();
@@ -151,6 +169,7 @@ impl super::Scheduler {
             }
         }
         jobs.sort_by(|a, b| a.name.cmp(&b.name));
-        JobsView { ready: !self.draining, jobs, store: self.backlog.health() }
+        let queue = QueueHealth { waiting: self.triggered_waiting, capacity: self.config.max_queued };
+        JobsView { ready: !self.draining, jobs, store: self.backlog.health(), queue: Some(queue) }
     }
 }

@@ -254,6 +254,9 @@ async fn runs(checker: &mut Checker<'_>, ended: &Ended) {
     for tail in ["", "/output"] {
         checker.expect_error(admin("GET", &format!("/api/v1/runs/999999{tail}")), 404, "no_such_run").await;
     }
+    let scrape = checker.expect(request("GET", "/metrics", Some(READ), Body::empty()), 200).await;
+    let scrape = String::from_utf8(scrape.body).unwrap();
+    assert!(scrape.contains("wasmcron_build_info{version="), "{scrape}");
     let served = checker.expect(admin("GET", "/api/v1/openapi.json"), 200).await.json();
     assert_eq!(served, checker.document.root);
     let stream = checker.expect(admin("GET", "/api/v1/events?job=echo"), 200).await;

@@ -15,6 +15,8 @@ use tokio::sync::{oneshot, watch};
 use tower::ServiceExt;
 use wasmcron::api::{self, ApiState, EventFeed, Tokens};
 use wasmcron::clock::Clock;
+use wasmcron::events::Observer;
+use wasmcron::metrics::Metrics;
 use wasmcron::registry::Registry;
 use wasmcron::runtime::Runtime;
 use wasmcron::scheduler::{Handle, JobsView, ReloadConfig, Scheduler, SchedulerConfig};
@@ -68,10 +70,12 @@ impl Host {
         };
         let feed = EventFeed::default();
         let (scheduler, handle) = Scheduler::new(runtime, store.clone(), Clock::System, config, registry.jobs);
-        let scheduler = scheduler.with_reload(reload).with_observers(vec![Arc::new(feed.clone())]);
+        let metrics = Arc::new(Metrics::new(handle.jobs()));
+        let observers: Vec<Arc<dyn Observer>> = vec![Arc::new(feed.clone()), metrics.clone()];
+        let scheduler = scheduler.with_reload(reload).with_observers(observers);
         let (closing, closed) = watch::channel(false);
         let tokens = Arc::new(Tokens::new(ADMIN, READ));
-        let state = ApiState { handle: handle.clone(), store, tokens, events: feed, closing: closed };
+        let state = ApiState { handle: handle.clone(), store, tokens, events: feed, metrics, closing: closed };
         let scheduler = Mutex::new(Some(scheduler));
         Host { sandbox, app: api::app(state), handle, scheduler, running: Mutex::default(), closing }
     }

@@ -1,8 +1,10 @@
 //! The embedded backend: one SQLite file in WAL mode. The only module
 //! with SQL or `rusqlite` in it. Every operation runs on the store's
-//! thread (see `actor`), which commits queued operations together.
+//! thread (see `actor`), which commits queued operations together;
+//! [`backup`] copies the file online, apart from any store.
 
 mod actor;
+mod backup;
 mod db;
 mod jobs;
 mod kv;
@@ -21,6 +23,7 @@ use crate::store::{
     Recovered, Result, Retention, RunQuery, Store, StoreError,
 };
 use actor::Actor;
+pub use backup::{BackupError, BackupReport, backup};
 use db::{Db, micros};
 
 pub struct SqliteStore {

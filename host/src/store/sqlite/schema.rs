@@ -101,4 +101,8 @@ pub(super) const MIGRATIONS: &[&str] = &[
     UPDATE runs SET triggered_at = scheduled_for WHERE trigger = 'manual';",
     // 6: why a job was paused, as its pauser said.
     "ALTER TABLE job_state ADD COLUMN paused_reason TEXT;",
+    // 7: runs by when they were due, for a time window or one fire's
+    // attempts over a long history (without it, both walk every run back
+    // to the window).
+    "CREATE INDEX runs_by_due ON runs (scheduled_for);",
 ];
