@@ -290,6 +290,7 @@ async fn the_dashboard_in_a_browser() {
     runs_are_filtered(&browser, echo_run, sleepy_run).await;
     runs_are_paged_by_cursor(&browser, &admin).await;
     pause_with_a_reason_and_resume(&browser, &admin).await;
+    actions_work_from_the_keyboard(&browser).await;
     let host = the_live_stream_reconnects(&browser, &sandbox, host, &admin).await;
     another_sites_page_is_refused(&browser).await;
     the_page_fits_a_phone(&browser).await;
@@ -454,6 +455,15 @@ async fn runs_are_filtered(browser: &Browser, echo_run: i64, sleepy_run: i64) {
     let others = browser.count("[data-testid=runs-table] tbody tr:not([data-status=cancelled])").await;
     assert_eq!(others, 0, "only cancelled runs are listed");
     browser.screenshot("runs-filtered").await;
+    // A time range: none before 2000; this hour's, of one job.
+    browser.goto("/#/runs?until=2000-01-01T00:00:00Z").await;
+    browser.wait_for("[data-testid=no-runs]").await;
+    let until = browser.attr("#filter-until", "value").await.unwrap_or_default();
+    assert!(until.starts_with("2000-01-01") || until.starts_with("1999-12-31"), "the form shows the range: {until:?}");
+    let since = (chrono::Utc::now() - chrono::Duration::hours(1)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    browser.goto(&format!("/#/runs?job=sleepy&since={since}")).await;
+    browser.wait_for(&format!("[data-testid=run-status-{sleepy_run}]")).await;
+    assert_eq!(browser.count("[data-testid=runs-table] tbody tr").await, 1, "one run of sleepy this hour");
     browser.goto(&format!("/#/runs?q={echo_run}")).await;
     browser.wait_for(&format!("[data-testid=run-status-{echo_run}]")).await;
     assert_eq!(browser.count("[data-testid=runs-table] tbody tr").await, 1, "a search by run id finds that run");
@@ -560,6 +570,31 @@ async fn the_page_fits_a_phone(browser: &Browser) {
     assert_no_sideways_scroll(browser, "the jobs page on a phone").await;
     browser.screenshot("jobs-phone").await;
     browser.client.set_window_size(1280, 900).await.unwrap();
+}
+
+/// The actions are in the tab order and work from the keyboard: Enter
+/// opens a dialog with the focus inside it, Escape closes it and gives
+/// the focus back.
+async fn actions_work_from_the_keyboard(browser: &Browser) {
+    browser.click("#nav-jobs").await;
+    browser.wait_for("#trigger-echo").await;
+    browser.eval("document.activeElement.blur(); window.scrollTo(0, 0);", vec![]).await;
+    let focused = async || browser.eval("return document.activeElement.id;", vec![]).await.as_str().map(str::to_owned);
+    let body = browser.client.find(Locator::Css("body")).await.unwrap();
+    for _ in 0..60 {
+        if focused().await.as_deref() == Some("trigger-echo") {
+            break;
+        }
+        body.send_keys(&fantoccini::key::Key::Tab).await.unwrap();
+    }
+    assert_eq!(focused().await.as_deref(), Some("trigger-echo"), "Tab reaches the trigger button");
+    browser.client.active_element().await.unwrap().send_keys(&fantoccini::key::Key::Enter).await.unwrap();
+    browser.wait_for("#trigger-dialog[open]").await;
+    let inside = browser.eval("return document.activeElement.closest('dialog') !== null;", vec![]).await;
+    assert_eq!(inside, json!(true), "the focus moves into the dialog");
+    browser.client.active_element().await.unwrap().send_keys(&fantoccini::key::Key::Escape).await.unwrap();
+    browser.wait_gone("#trigger-dialog").await;
+    assert_eq!(focused().await.as_deref(), Some("trigger-echo"), "the focus comes back to the button");
 }
 
 /// Neither the page nor the table in it is wider than the window.
