@@ -1,6 +1,6 @@
 //! The dashboard: `GET /` (the app, for a browser with a session cookie;
 //! anyone else is sent to `/login`), `GET /login` (the token form, which
-//! posts to `POST /login` in [`super::auth`]) and `GET /assets/{file}`.
+//! posts to `POST /login` in [`super::session`]) and `GET /assets/{file}`.
 //!
 //! The page is a thin client of `/api/v1`, as scripts use it: plain HTML,
 //! CSS and ES modules from `host/src/dashboard/`, compiled into the binary

@@ -18,7 +18,12 @@ let first = true;
 
 function pick(hash) {
   const [path, search] = (hash.replace(/^#/, '') || '/jobs').split('?');
-  const parts = path.split('/').filter(Boolean).map(decodeURIComponent);
+  let parts;
+  try {
+    parts = path.split('/').filter(Boolean).map(decodeURIComponent);
+  } catch {
+    parts = ['not-found'];
+  }
   const params = new URLSearchParams(search ?? '');
   if (parts[0] === 'runs' && parts[1] && /^\d+$/.test(parts[1])) return ['runs', () => runPage(main, Number(parts[1]))];
   if (parts[0] === 'runs') return ['runs', () => runsList(main, params)];

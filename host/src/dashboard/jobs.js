@@ -126,7 +126,8 @@ export function jobsList(main) {
       ),
     );
   };
-  const refresh = throttle(() => render().catch(showError(main)), 500);
+  // Each refresh asks for every job's fires and runs: once a second at most.
+  const refresh = throttle(() => render().catch(showError(main)), 1000);
   render().catch(showError(main));
   return { onEvent: refresh, stop: () => (alive = false) };
 }
