@@ -219,6 +219,9 @@ fn a_scrape_counts_runs_by_outcome_and_shows_the_jobs_view() {
     std::fs::copy(fixture("exit3.wat"), sandbox.jobs().join("bad.wat")).unwrap();
     std::fs::copy(fixture("exit0.wat"), sandbox.jobs().join("tick.wat")).unwrap();
     sandbox.declare("tick", "schedule = \"@every 1s\"");
+    // Due next New Year: a next fire to show, and never a run here.
+    std::fs::copy(fixture("exit0.wat"), sandbox.jobs().join("yearly.wat")).unwrap();
+    sandbox.declare("yearly", "schedule = \"@yearly\"");
     let host = Host::start(&sandbox, &["--max-queued", "50"]);
     let api = Api::ready(&sandbox, &host);
 
@@ -266,6 +269,10 @@ fn a_scrape_counts_runs_by_outcome_and_shows_the_jobs_view() {
     assert_eq!(scrape.value("wasmcron_job_paused", &[("job", "echo")]), 0.0);
     assert_eq!(scrape.get("wasmcron_job_next_fire_timestamp_seconds", &[("job", "tick")]), None);
     assert_eq!(scrape.get("wasmcron_job_next_fire_timestamp_seconds", &[("job", "echo")]), None);
+    let new_year = chrono::Datelike::year(&chrono::Utc::now()) + 1;
+    let new_year = chrono::NaiveDate::from_ymd_opt(new_year, 1, 1).unwrap().and_hms_opt(0, 0, 0).unwrap().and_utc();
+    let next = scrape.value("wasmcron_job_next_fire_timestamp_seconds", &[("job", "yearly")]);
+    assert_eq!(next, new_year.timestamp() as f64);
     let last_echo = runs.iter().filter(|r| r.job == "echo").filter_map(|r| r.ended_at).max().unwrap();
     let success = scrape.value("wasmcron_job_last_success_timestamp_seconds", &[("job", "echo")]);
     assert!((success - last_echo.timestamp_millis() as f64 / 1e3).abs() < 0.002, "{success} vs {last_echo}");

@@ -150,3 +150,43 @@ fn the_view_gauges_follow_the_published_view() {
     assert_eq!(value(&metrics, r#"wasmcron_job_paused{job="held"}"#), None);
     assert_eq!(value(&metrics, r#"wasmcron_job_last_success_timestamp_seconds{job="held"}"#), None);
 }
+
+#[test]
+fn every_metric_the_docs_name_is_one_the_host_serves() {
+    let (publish, view) = watch::channel(JobsView::default());
+    let metrics = Metrics::new(view);
+    // Something in every family: a scheduled run, a skipped fire, host events, the view.
+    let due = at("2026-11-24T02:30:00Z");
+    for (stage, status) in [(Stage::Started, RunStatus::Running), (Stage::Ended, RunStatus::Succeeded)] {
+        metrics.observe(&event(stage, "daily", 1, Trigger::Schedule, due, status));
+    }
+    metrics.observe(&event(Stage::Recorded, "daily", 2, Trigger::Schedule, due, RunStatus::Skipped));
+    metrics.observe_host(&HostEvent::TriggerRefused { reason: "queue_full" });
+    metrics.observe_host(&HostEvent::StoreFailed);
+    metrics.observe_host(&HostEvent::Reloaded { failed: false });
+    metrics.observe_host(&HostEvent::FiresMissed { job: "daily".into(), count: 1 });
+    metrics.http_request("/api/v1/jobs", 200);
+    let daily =
+        JobView { name: "daily".into(), module_sha256: Some("ab".into()), next_fire: Some(due), ..JobView::default() };
+    publish.send_replace(JobsView {
+        ready: true,
+        jobs: vec![daily],
+        queue: Some(QueueHealth { waiting: 0, capacity: 10 }),
+        ..JobsView::default()
+    });
+    let served = metrics.render();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    for doc in ["README.md", "docs/operations.md"] {
+        let text = std::fs::read_to_string(root.join(doc)).unwrap();
+        // Metric names are `wasmcron_` and two words or more (`wasmcron_sdk` is the crate).
+        let named = text
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .filter(|w| w.starts_with("wasmcron_") && w.matches('_').count() >= 2);
+        for name in named {
+            let found = served.lines().any(|line| {
+                line.strip_prefix(name).is_some_and(|rest| rest.starts_with(['{', ' ']) || rest.starts_with("_bucket"))
+            });
+            assert!(found, "{doc} names {name}, which the host does not serve:\n{served}");
+        }
+    }
+}
