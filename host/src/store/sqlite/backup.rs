@@ -91,18 +91,9 @@ pub fn backup(source: &Path, target: &Path, replace: bool) -> Result<BackupRepor
         .suffix(".tmp")
         .tempfile_in(dir)
         .map_err(|source| BackupError::TargetDir { dir: dir.to_owned(), source })?;
-    // Reading a WAL database creates its -wal and -shm files if the host
-    // is not running; made by root for a host of its own user, they
-    // would keep that host from opening its database.
-    let sidecars = ["-wal", "-shm"].map(|suffix| {
-        let mut name = source.as_os_str().to_owned();
-        name.push(suffix);
-        PathBuf::from(name)
-    });
-    let missing: Vec<PathBuf> = sidecars.into_iter().filter(|path| !path.exists()).collect();
-    let copied = copy(source, temporary.path());
-    give_to_owner(source, &missing);
-    let report = copied?;
+    // Reading a stopped host's database creates its -wal and -shm files;
+    // as root, SQLite gives them the database's owner.
+    let report = copy(source, temporary.path())?;
     let placed = if replace { temporary.persist(target) } else { temporary.persist_noclobber(target) };
     match placed {
         Ok(_) => {}
@@ -116,25 +107,6 @@ pub fn backup(source: &Path, target: &Path, replace: bool) -> Result<BackupRepor
         .and_then(|dir| dir.sync_all())
         .map_err(|source| BackupError::Rename { path: target.to_owned(), source })?;
     Ok(report)
-}
-
-/// Gives the files of `created` that exist now the owner and mode of the
-/// database `of`, where they differ. Best effort: a failure is logged.
-fn give_to_owner(of: &Path, created: &[PathBuf]) {
-    use std::os::unix::fs::MetadataExt;
-    let Ok(database) = std::fs::metadata(of) else { return };
-    for path in created {
-        let Ok(file) = std::fs::metadata(path) else { continue };
-        let owned = if (file.uid(), file.gid()) == (database.uid(), database.gid()) {
-            Ok(())
-        } else {
-            std::os::unix::fs::chown(path, Some(database.uid()), Some(database.gid()))
-        };
-        let result = owned.and_then(|()| std::fs::set_permissions(path, database.permissions()));
-        if let Err(error) = result {
-            tracing::warn!(file = %path.display(), %error, "could not give the database's owner this file the backup created");
-        }
-    }
 }
 
 /// Whether `target` names the file at `source` (it need not exist).

@@ -345,3 +345,33 @@ async fn a_version_3_database_migrates_forward() {
     let next = insert(&store, NewRun::pending("a", Trigger::Manual, at("2026-11-24T11:00:00Z"))).await;
     assert!(next > 8, "ids keep counting up after the rebuild: {next}");
 }
+
+/// Root opening a database another user owns (`sudo wasmcron runs` on a
+/// stopped host's state) leaves its -wal and -shm files to that user:
+/// SQLite gives them the database's owner when it runs as root, and
+/// docs/operations.md tells operators they may run the CLI so.
+#[tokio::test]
+async fn root_opening_another_users_database_leaves_its_wal_to_that_user() {
+    use std::os::unix::fs::MetadataExt;
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("not root: cannot give a database to another user here; skipped");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state").join(DATABASE_FILE);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    // A database at rest: its last connection closed, which removes -wal and -shm.
+    let conn = Connection::open(&path).unwrap();
+    conn.pragma_update(None, "journal_mode", "WAL").unwrap();
+    conn.execute_batch("CREATE TABLE t (x); INSERT INTO t VALUES (1);").unwrap();
+    drop(conn);
+    assert!(!std::path::Path::new(&format!("{}-wal", path.display())).exists());
+    let nobody = 65534;
+    std::os::unix::fs::chown(&path, Some(nobody), Some(nobody)).unwrap();
+    let store = SqliteStore::open(&path).await.unwrap();
+    let _ = store.runs(RunQuery { limit: 1, ..RunQuery::default() }).await.unwrap();
+    for suffix in ["-wal", "-shm"] {
+        let sidecar = std::fs::metadata(format!("{}{suffix}", path.display())).unwrap();
+        assert_eq!((sidecar.uid(), sidecar.gid()), (nobody, nobody), "{suffix}");
+    }
+}
