@@ -69,6 +69,30 @@ pub enum HostEvent {
     FiresMissed { job: String, count: u64 },
 }
 
+impl RunEvent {
+    /// The `Ended` event of a run that ended with `status`.
+    pub fn ended(
+        job: &str,
+        run_id: i64,
+        trigger: Trigger,
+        attempt: u32,
+        scheduled_for: DateTime<Utc>,
+        at: DateTime<Utc>,
+        status: RunStatus,
+    ) -> RunEvent {
+        RunEvent {
+            stage: Stage::Ended,
+            job: job.to_owned(),
+            run_id: Some(run_id),
+            trigger,
+            attempt,
+            scheduled_for,
+            at,
+            status: Some(status),
+        }
+    }
+}
+
 pub trait Observer: Send + Sync {
     fn observe(&self, event: &RunEvent);
 

@@ -150,15 +150,7 @@ async fn a_finished_run_is_retried(browser: &Browser, run: i64) {
 async fn a_run_made_elsewhere_appears_live(browser: &Browser, admin: &str) {
     browser.click("#nav-runs").await;
     browser.wait_for("[data-testid=runs-table]").await;
-    let answer = reqwest::Client::new()
-        .post(format!("{}/api/v1/jobs/echo/trigger", browser.base))
-        .bearer_auth(admin)
-        .body("from elsewhere")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(answer.status().as_u16(), 202);
-    let id = answer.json::<Value>().await.unwrap()["id"].as_i64().unwrap();
+    let id = trigger_elsewhere(&browser.base, admin, "from elsewhere").await;
     browser.wait_text(&format!("[data-testid=run-status-{id}]"), |status| status == "succeeded").await;
     browser.screenshot("runs").await;
 }
@@ -292,14 +284,7 @@ async fn the_live_stream_reconnects(browser: &Browser, sandbox: &Sandbox, host: 
         host
     });
     browser.wait_text("#live[data-state=live]", |text| text == "Live").await;
-    let answer = reqwest::Client::new()
-        .post(format!("{}/api/v1/jobs/echo/trigger", browser.base))
-        .bearer_auth(admin)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(answer.status().as_u16(), 202);
-    let id = answer.json::<Value>().await.unwrap()["id"].as_i64().unwrap();
+    let id = trigger_elsewhere(&browser.base, admin, "").await;
     browser.wait_text(&format!("[data-testid=run-status-{id}]"), |status| status == "succeeded").await;
     host
 }
@@ -384,4 +369,17 @@ async fn the_read_only_token_shows_no_actions(browser: &Browser, run: i64) {
     let script = "const done = arguments[0]; fetch('/api/v1/jobs/echo/trigger', {method: 'POST', credentials: 'same-origin'}).then(r => done(r.status));";
     let status = browser.client.execute_async(script, vec![]).await.unwrap();
     assert_eq!(status, json!(403), "the read-only session may not trigger");
+}
+
+/// Triggers `echo` over the API, as another client would: the run's id.
+async fn trigger_elsewhere(base: &str, admin: &str, payload: &'static str) -> i64 {
+    let answer = reqwest::Client::new()
+        .post(format!("{base}/api/v1/jobs/echo/trigger"))
+        .bearer_auth(admin)
+        .body(payload)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status().as_u16(), 202);
+    answer.json::<Value>().await.unwrap()["id"].as_i64().unwrap()
 }

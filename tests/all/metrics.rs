@@ -14,6 +14,7 @@ use reqwest::StatusCode;
 use serde_json::Value;
 use wasmcron::record::{RunRecord, RunStatus, Trigger};
 
+use crate::api::Api;
 use crate::daemon::Host;
 use crate::support::{ECHO, Sandbox, all_runs, describe, fixture, sleeper, toolchains, wait_for};
 
@@ -103,79 +104,12 @@ impl Scrape {
     }
 }
 
-/// A host's HTTP API, with its two tokens.
-struct Api {
-    base: String,
-    admin: String,
-    read: String,
-    runtime: tokio::runtime::Runtime,
-    http: reqwest::Client,
-}
-
-/// An answer: status, content type, body text.
-struct Answer {
-    status: StatusCode,
-    content_type: String,
-    body: String,
-}
-
-impl Answer {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
-    }
-}
-
 impl Api {
-    /// Waits until the host is ready.
-    fn ready(sandbox: &Sandbox, host: &Host) -> Api {
-        let token = |file: &str| {
-            let path = sandbox.state().join(file);
-            wait_for(&format!("{}", path.display()), Duration::from_secs(30), || path.exists());
-            std::fs::read_to_string(path).unwrap().trim().to_owned()
-        };
-        let api = Api {
-            base: format!("http://{}", host.listen),
-            admin: token("token"),
-            read: token("token.read"),
-            runtime: tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap(),
-            http: reqwest::Client::new(),
-        };
-        wait_for("the host to be ready", Duration::from_secs(60), || {
-            api.send(reqwest::Method::GET, "/readyz", None, Vec::new()).is_ok_and(|a| a.status == StatusCode::OK)
-        });
-        api
-    }
-
-    fn send(&self, method: reqwest::Method, path: &str, token: Option<&str>, body: Vec<u8>) -> reqwest::Result<Answer> {
-        self.runtime.block_on(async {
-            let mut request = self.http.request(method, format!("{}{path}", self.base)).body(body);
-            if let Some(token) = token {
-                request = request.bearer_auth(token);
-            }
-            let response = request.send().await?;
-            let status = response.status();
-            let content_type = response
-                .headers()
-                .get("content-type")
-                .map(|v| v.to_str().unwrap_or_default().to_owned())
-                .unwrap_or_default();
-            Ok(Answer { status, content_type, body: response.text().await? })
-        })
-    }
-
-    fn get(&self, path: &str) -> Answer {
-        self.send(reqwest::Method::GET, path, Some(&self.admin), Vec::new()).unwrap()
-    }
-
-    fn post(&self, path: &str, body: &[u8]) -> Answer {
-        self.send(reqwest::Method::POST, path, Some(&self.admin), body.to_vec()).unwrap()
-    }
-
     /// Triggers `job`; the new run's id.
     fn trigger(&self, job: &str, payload: &[u8]) -> i64 {
         let answer = self.post(&format!("/api/v1/jobs/{job}/trigger"), payload);
         assert_eq!(answer.status, StatusCode::ACCEPTED, "{}", answer.body);
-        answer.json()["id"].as_i64().unwrap()
+        answer.body["id"].as_i64().unwrap()
     }
 
     /// Pauses `job`, and waits until the jobs view shows it.
@@ -183,16 +117,16 @@ impl Api {
         let answer = self.post(&format!("/api/v1/jobs/{job}/pause"), b"");
         assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
         wait_for(&format!("{job} paused"), Duration::from_secs(10), || {
-            self.get(&format!("/api/v1/jobs/{job}")).json()["paused"] == true
+            self.get(&format!("/api/v1/jobs/{job}")).body["paused"] == true
         });
     }
 
     /// The scrape, with the read-only token, as Prometheus asks for it.
     fn scrape(&self) -> Scrape {
-        let answer = self.send(reqwest::Method::GET, "/metrics", Some(&self.read), Vec::new()).unwrap();
-        assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
-        assert_eq!(answer.content_type, "text/plain; version=0.0.4; charset=utf-8");
-        Scrape::parse(answer.body)
+        let answer = self.call(reqwest::Method::GET, "/metrics", Some(&self.read), Vec::new(), &[]).unwrap();
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+        assert_eq!(answer.headers["content-type"], "text/plain; version=0.0.4; charset=utf-8");
+        Scrape::parse(answer.text)
     }
 }
 
@@ -226,7 +160,7 @@ fn a_scrape_counts_runs_by_outcome_and_shows_the_jobs_view() {
     let api = Api::ready(&sandbox, &host);
 
     // No token, no metrics.
-    let answer = api.send(reqwest::Method::GET, "/metrics", None, Vec::new()).unwrap();
+    let answer = api.call(reqwest::Method::GET, "/metrics", None, Vec::new(), &[]).unwrap();
     assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{}", answer.body);
 
     let echoes = [api.trigger("echo", b"secret-payload-1"), api.trigger("echo", b"secret-payload-2")];
@@ -347,11 +281,11 @@ fn a_restart_counts_the_runs_it_abandoned_the_fires_it_missed_and_reloads() {
     // A declaration that does not load, then a new job that does.
     sandbox.declare("broken", "nonsense = 1");
     wait_for("the broken declaration reported", Duration::from_secs(20), || {
-        api.get("/api/v1/jobs/broken").json()["load_error"].is_string()
+        api.get("/api/v1/jobs/broken").body["load_error"].is_string()
     });
     std::fs::copy(fixture("exit0.wat"), sandbox.jobs().join("fresh.wat")).unwrap();
     wait_for("the new job loaded", Duration::from_secs(20), || {
-        api.get("/api/v1/jobs/fresh").json()["module_sha256"].is_string()
+        api.get("/api/v1/jobs/fresh").body["module_sha256"].is_string()
     });
     // No fires from here on: the store's counts are final.
     api.pause("long");

@@ -94,14 +94,21 @@ fn longest_gap(from: Instant, times: &[Instant], to: Instant) -> Duration {
     all.windows(2).map(|pair| pair[1].saturating_duration_since(pair[0])).max().unwrap()
 }
 
-#[test]
-fn ready_once_serving_then_status_watchdog_pings_and_stopping_at_sigterm() {
+/// A host with a job firing every second, started as systemd starts a
+/// `Type=notify` service with a watchdog, and the socket it notifies.
+fn hello_under_systemd() -> (Sandbox, NotifySocket, Host) {
     let sandbox = Sandbox::new();
     sandbox.add_fixture("hello.wat");
     sandbox.declare("hello", "schedule = \"@every 1s\"");
     let notify = NotifySocket::bind(&sandbox.path("notify.sock"));
     let socket = sandbox.path("notify.sock");
     let host = Host::start_with(&sandbox, &[], |command, log| under_systemd(command, log, &socket));
+    (sandbox, notify, host)
+}
+
+#[test]
+fn ready_once_serving_then_status_watchdog_pings_and_stopping_at_sigterm() {
+    let (_sandbox, notify, host) = hello_under_systemd(); // the sandbox outlives the host
 
     let (ready, _) = notify.wait_for_line("READY=1", Duration::from_secs(30));
     // Told ready only once it is: the API answers and the scheduler runs.
@@ -129,12 +136,7 @@ fn ready_once_serving_then_status_watchdog_pings_and_stopping_at_sigterm() {
 
 #[test]
 fn a_scheduler_stuck_on_the_store_stops_pinging_the_watchdog_until_it_moves_again() {
-    let sandbox = Sandbox::new();
-    sandbox.add_fixture("hello.wat");
-    sandbox.declare("hello", "schedule = \"@every 1s\"");
-    let notify = NotifySocket::bind(&sandbox.path("notify.sock"));
-    let socket = sandbox.path("notify.sock");
-    let host = Host::start_with(&sandbox, &[], |command, log| under_systemd(command, log, &socket));
+    let (sandbox, notify, host) = hello_under_systemd();
     notify.wait_for_line("READY=1", Duration::from_secs(30));
     notify.wait_for_line("WATCHDOG=1", Duration::from_secs(5));
 

@@ -213,16 +213,9 @@ impl Scheduler {
 
     /// The `Ended` event of a run that ended without starting.
     pub(super) fn emit_not_run(&self, run: &PendingRun, status: RunStatus) {
-        self.events.emit(|| RunEvent {
-            stage: Stage::Ended,
-            job: run.job.clone(),
-            run_id: Some(run.id),
-            trigger: run.trigger,
-            attempt: run.attempt,
-            scheduled_for: run.scheduled_for,
-            at: self.clock.now(),
-            status: Some(status),
-        });
+        let now = self.clock.now();
+        self.events
+            .emit(|| RunEvent::ended(&run.job, run.id, run.trigger, run.attempt, run.scheduled_for, now, status));
     }
 
     async fn retry(&mut self, id: i64, reply: Reply<i64>) {

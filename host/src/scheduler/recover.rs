@@ -15,7 +15,7 @@ use chrono::{DateTime, Utc};
 
 use super::{LastRun, Scheduler, plan_catch_up};
 use crate::config::CatchUp as Policy;
-use crate::events::{HostEvent, RunEvent, Stage};
+use crate::events::{HostEvent, RunEvent};
 use crate::record::{RunStatus, format_time};
 use crate::store::{self, NewRun, StoreError};
 
@@ -53,15 +53,16 @@ impl Scheduler {
         let recovered = self.store.recover(now, attempts).await?;
         for run in &recovered.abandoned {
             tracing::warn!(job = %run.job, run_id = run.id, "run abandoned: the host stopped during it");
-            self.events.emit(|| RunEvent {
-                stage: Stage::Ended,
-                job: run.job.clone(),
-                run_id: Some(run.id),
-                trigger: run.trigger,
-                attempt: run.attempt,
-                scheduled_for: run.scheduled_for,
-                at: now,
-                status: Some(RunStatus::Abandoned),
+            self.events.emit(|| {
+                RunEvent::ended(
+                    &run.job,
+                    run.id,
+                    run.trigger,
+                    run.attempt,
+                    run.scheduled_for,
+                    now,
+                    RunStatus::Abandoned,
+                )
             });
         }
         let states = self.store.job_states().await?;
