@@ -513,6 +513,11 @@ fn a_repeated_key_is_answered_while_the_queue_is_full() {
     assert_eq!((again.status, &again.body["id"]), (StatusCode::OK, &first.body["id"]), "{}", again.body);
     assert_error(&keyed("order-2"), StatusCode::TOO_MANY_REQUESTS, "queue_full");
     assert_eq!(all_runs(&sandbox).len(), 1);
+    // Two triggers were refused (no key, and order-2); the repeat of order-1 was not.
+    let scrape = api.get("/metrics").text;
+    let refused =
+        scrape.lines().find(|line| line.starts_with(r#"wasmcron_trigger_rejected_total{reason="queue_full"} "#));
+    assert_eq!(refused.and_then(|line| line.rsplit(' ').next()), Some("2"), "{scrape}");
     host.stop();
 }
 

@@ -11,6 +11,11 @@ use serde::de::DeserializeOwned;
 use crate::scheduler::CommandError;
 use crate::store::StoreError;
 
+/// Marks a response that failed on the API's own store read, for the
+/// metrics middleware (`store_errors_total`); the scheduler counts its own.
+#[derive(Debug, Clone, Copy)]
+pub struct StoreFailed;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
     pub status: StatusCode,
@@ -20,11 +25,13 @@ pub struct ApiError {
     pub message: String,
     /// Seconds, for `429` and `503`.
     pub retry_after: Option<u64>,
+    /// The store failed this request's own read or write.
+    pub store_failed: bool,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError { status, code, message: message.into(), retry_after: None }
+        ApiError { status, code, message: message.into(), retry_after: None, store_failed: false }
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -37,6 +44,7 @@ impl ApiError {
         tracing::warn!(%error, "the store failed an API request");
         ApiError {
             retry_after: Some(5),
+            store_failed: true,
             ..ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "store_unavailable",
@@ -56,6 +64,9 @@ impl IntoResponse for ApiError {
         if self.status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
+        if self.store_failed {
+            response.extensions_mut().insert(StoreFailed);
+        }
         response
     }
 }
@@ -73,7 +84,8 @@ impl From<CommandError> for ApiError {
                     ..ApiError::new(StatusCode::TOO_MANY_REQUESTS, code, message)
                 };
             }
-            CommandError::Store(detail) => return ApiError::store(detail),
+            // Counted by the scheduler, whose write it was.
+            CommandError::Store(detail) => return ApiError { store_failed: false, ..ApiError::store(detail) },
             CommandError::ShuttingDown => {
                 return ApiError {
                     retry_after: Some(5),

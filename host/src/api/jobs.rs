@@ -150,7 +150,10 @@ pub async fn trigger(
         (Err(CommandError::QueueFull { queued }), Some(key)) => {
             match state.store.keyed_run(name.clone(), key, Utc::now()).await? {
                 Some(id) => Triggered { run_id: id, created: false },
-                None => return Err(CommandError::QueueFull { queued }.into()),
+                None => {
+                    state.metrics.trigger_refused(CommandError::QueueFull { queued }.code());
+                    return Err(CommandError::QueueFull { queued }.into());
+                }
             }
         }
         (answer, _) => answer?,

@@ -80,7 +80,14 @@ impl Scheduler {
             return self.refuse_trigger(reply, CommandError::PayloadTooLarge { job: request.job, size, limit });
         }
         if self.triggered_waiting >= self.config.max_queued {
-            return self.refuse_trigger(reply, CommandError::QueueFull { queued: self.triggered_waiting });
+            let full = CommandError::QueueFull { queued: self.triggered_waiting };
+            if request.key.is_some() {
+                // The API may yet answer it with the run its key made:
+                // it counts the refusal if not.
+                reply.send(Err(full));
+                return;
+            }
+            return self.refuse_trigger(reply, full);
         }
         self.triggered_waiting += 1;
         self.view_changed = true;
