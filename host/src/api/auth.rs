@@ -190,6 +190,7 @@ pub fn cross_site(headers: &HeaderMap) -> bool {
     authority.is_none() || authority != headers.get(header::HOST).and_then(|host| host.to_str().ok())
 }
 
+/// The answer to a request [`cross_site`] says another site's page made.
 pub fn refuse_cross_site() -> ApiError {
     ApiError::new(
         StatusCode::FORBIDDEN,
@@ -201,8 +202,7 @@ pub fn refuse_cross_site() -> ApiError {
 /// Middleware on every route but the open ones (`is_open`): `401` without
 /// a valid bearer token or session cookie, `403` for the read-only token
 /// on anything but a read, and `403` for a change asked with the cookie by
-/// another site's page.
-/// The request goes on carrying its [`Access`].
+/// another site's page. The request goes on carrying its [`Access`].
 pub async fn authorize(State(state): State<ApiState>, mut request: Request, next: Next) -> Response {
     let headers = request.headers();
     let (access, by_cookie) = match bearer_token(headers) {
