@@ -152,7 +152,11 @@ impl Metrics {
             skipped.clone(),
         );
         let store_errors = Counter::default();
-        registry.register("store_errors", "Store operations of the scheduler that failed", store_errors.clone());
+        registry.register(
+            "store_errors",
+            "Store operations that failed: the scheduler's, and the API's reads",
+            store_errors.clone(),
+        );
         let reloads: Family<ResultLabel, Counter> = Family::default();
         for result in ["ok", "failed"] {
             drop(reloads.get_or_create(&ResultLabel { result }));
