@@ -33,8 +33,9 @@ pub use auth::{Access, Tokens};
 pub use error::ApiError;
 pub use events::EventFeed;
 
+use crate::events::Observer;
 use crate::metrics::Metrics;
-use crate::scheduler::Handle;
+use crate::scheduler::{Handle, Scheduler};
 use crate::store::Store;
 
 /// The OpenAPI 3.1 document of this API.
@@ -51,6 +52,26 @@ pub struct ApiState {
     pub metrics: Arc<Metrics>,
     /// Turns true when the host stops: open event streams end.
     pub closing: watch::Receiver<bool>,
+}
+
+impl ApiState {
+    /// Attaches what the API serves of every run — the live event stream
+    /// and the metrics — to `scheduler` as its observers, and gives the
+    /// state the API's handlers reach. The host and the tests' in-process
+    /// host wire the API the same way through this.
+    pub fn observing(
+        scheduler: Scheduler,
+        handle: Handle,
+        store: Arc<dyn Store>,
+        tokens: Arc<Tokens>,
+        closing: watch::Receiver<bool>,
+    ) -> (Scheduler, ApiState) {
+        let events = EventFeed::default();
+        let metrics = Arc::new(Metrics::new(handle.jobs()));
+        let observers: Vec<Arc<dyn Observer>> = vec![Arc::new(events.clone()), metrics.clone()];
+        let scheduler = scheduler.with_observers(observers);
+        (scheduler, ApiState { handle, store, tokens, events, metrics, closing })
+    }
 }
 
 /// Every route: its method, its path (axum syntax, as in the OpenAPI

@@ -16,10 +16,8 @@ use chrono::Utc;
 use super::{Globals, RuntimeFailure};
 use tokio::sync::watch;
 
-use crate::api::{self, ApiState, EventFeed, Tokens};
+use crate::api::{self, ApiState, Tokens};
 use crate::clock::Clock;
-use crate::events::Observer;
-use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::runtime::Runtime;
 use crate::scheduler::{ReloadConfig, Scheduler, SchedulerConfig};
@@ -137,23 +135,19 @@ pub fn run(globals: &Globals, args: Args) -> anyhow::Result<ExitCode> {
         module_folders: registry.module_folders,
         reported,
     };
-    let feed = EventFeed::default();
     let (scheduler, handle) = Scheduler::new(runtime, store.clone(), Clock::System, config, registry.jobs);
-    // Two observers of every run: the API's live stream and the metrics.
-    let metrics = Arc::new(Metrics::new(handle.jobs()));
-    let observers: Vec<Arc<dyn Observer>> = vec![Arc::new(feed.clone()), metrics.clone()];
-    let mut scheduler = scheduler.with_reload(reload).with_observers(observers);
+    let (closing, closed) = watch::channel(false);
+    let (scheduler, state) = ApiState::observing(scheduler, handle, store, tokens, closed.clone());
+    let mut scheduler = scheduler.with_reload(reload);
     if let Some(notifier) = &notifier {
         if let Some(every) = notifier.watchdog_interval() {
             tracing::info!(every_ms = every.as_millis() as u64, "systemd watchdog: the scheduler pings it");
             scheduler = scheduler.with_watchdog(every, notifier.clone());
         }
-        let (notifier, view) = (notifier.clone(), handle.jobs());
+        let (notifier, view) = (notifier.clone(), state.handle.jobs());
         tokio.spawn(async move { notifier.follow(view).await });
     }
 
-    let (closing, closed) = watch::channel(false);
-    let state = ApiState { handle, store, tokens, events: feed, metrics, closing: closed.clone() };
     let server = {
         let _entered = tokio.enter();
         let listener = tokio::net::TcpListener::from_std(listener).context("serving the HTTP API")?;

@@ -13,10 +13,8 @@ use axum::http::{HeaderMap, Request, StatusCode};
 use http_body_util::BodyExt;
 use tokio::sync::{oneshot, watch};
 use tower::ServiceExt;
-use wasmcron::api::{self, ApiState, EventFeed, Tokens};
+use wasmcron::api::{self, ApiState, Tokens};
 use wasmcron::clock::Clock;
-use wasmcron::events::Observer;
-use wasmcron::metrics::Metrics;
 use wasmcron::registry::Registry;
 use wasmcron::runtime::Runtime;
 use wasmcron::scheduler::{Handle, JobsView, ReloadConfig, Scheduler, SchedulerConfig};
@@ -68,14 +66,11 @@ impl Host {
             module_folders: registry.module_folders,
             reported,
         };
-        let feed = EventFeed::default();
         let (scheduler, handle) = Scheduler::new(runtime, store.clone(), Clock::System, config, registry.jobs);
-        let metrics = Arc::new(Metrics::new(handle.jobs()));
-        let observers: Vec<Arc<dyn Observer>> = vec![Arc::new(feed.clone()), metrics.clone()];
-        let scheduler = scheduler.with_reload(reload).with_observers(observers);
         let (closing, closed) = watch::channel(false);
         let tokens = Arc::new(Tokens::new(ADMIN, READ));
-        let state = ApiState { handle: handle.clone(), store, tokens, events: feed, metrics, closing: closed };
+        let (scheduler, state) = ApiState::observing(scheduler, handle.clone(), store, tokens, closed);
+        let scheduler = scheduler.with_reload(reload);
         let scheduler = Mutex::new(Some(scheduler));
         Host { sandbox, app: api::app(state), handle, scheduler, running: Mutex::default(), closing }
     }
