@@ -17,6 +17,7 @@ mod faults;
 mod hostile;
 mod layers;
 mod metrics;
+mod network;
 mod openapi;
 mod operations;
 mod reload;

@@ -77,7 +77,34 @@ async fn send(
     mut request: http::Request<WasiBody>,
     options: Option<RequestOptions>,
 ) -> Result<(http::Response<WasiBody>, IoFuture), Error> {
-    let to = destination(request.uri())?;
+    let (mut sender, connection, timeouts) = match open(guard, request.uri(), options).await {
+        Ok(opened) => opened,
+        Err(error) => return Err(unsent(request, error).await),
+    };
+    // Sent to the origin itself: the request line carries only the path.
+    let path = request.uri().path_and_query().map_or("/", |p| p.as_str()).to_owned();
+    *request.uri_mut() = path.parse().map_err(|_| Error::HttpRequestUriInvalid)?;
+
+    // The connection is driven beside the exchange, and handed to the
+    // caller to keep driving while the guest reads the body.
+    let driver = tokio::spawn(async move { connection.await.map_err(Error::from) });
+    let io: IoFuture = Box::new(async move { driver.await.unwrap_or(Ok(())) });
+    let response = tokio::time::timeout(timeouts.first_byte, sender.send_request(request))
+        .await
+        .map_err(|_| Error::ConnectionReadTimeout)??;
+    Ok((response.map(|body| Paced::new(body, timeouts.between_bytes).boxed_unsync()), io))
+}
+
+type Connection = hyper::client::conn::http1::Connection<TokioIo<Box<dyn Stream>>, WasiBody>;
+
+/// Checks the destination of `uri` and opens a connection to it: the
+/// grant, the host's own name lookup, the addresses, TCP, TLS, HTTP/1.1.
+async fn open(
+    guard: &NetGuard,
+    uri: &http::Uri,
+    options: Option<RequestOptions>,
+) -> Result<(hyper::client::conn::http1::SendRequest<WasiBody>, Connection, Timeouts), Error> {
+    let to = destination(uri)?;
     if let Some(reason) = guard.refusal(to.scheme, &to.host, to.port) {
         guard.deny(to.to_string(), &reason);
         return Err(Error::HttpRequestDenied);
@@ -111,25 +138,37 @@ async fn send(
         }
         _ => Box::new(stream),
     };
-    let (mut sender, connection) = tokio::time::timeout(
+    let (sender, connection) = tokio::time::timeout(
         timeouts.connect,
         hyper::client::conn::http1::Builder::new().handshake::<_, WasiBody>(TokioIo::new(stream)),
     )
     .await
     .map_err(|_| Error::ConnectionTimeout)??;
+    Ok((sender, connection, timeouts))
+}
 
-    // Sent to the origin itself: the request line carries only the path.
-    let path = request.uri().path_and_query().map_or("/", |p| p.as_str()).to_owned();
-    *request.uri_mut() = path.parse().map_err(|_| Error::HttpRequestUriInvalid)?;
+/// How long the body of a request that was never sent is read, at most,
+/// before its error is answered; and how much of it.
+const UNSENT_BODY_WAIT: Duration = Duration::from_secs(5);
+const UNSENT_BODY_MAX: usize = 1 << 20;
 
-    // The connection is driven beside the exchange, and handed to the
-    // caller to keep driving while the guest reads the body.
-    let driver = tokio::spawn(async move { connection.await.map_err(Error::from) });
-    let io: IoFuture = Box::new(async move { driver.await.unwrap_or(Ok(())) });
-    let response = tokio::time::timeout(timeouts.first_byte, sender.send_request(request))
-        .await
-        .map_err(|_| Error::ConnectionReadTimeout)??;
-    Ok((response.map(|body| Paced::new(body, timeouts.between_bytes).boxed_unsync()), io))
+/// Answers a request that was refused or could not be sent with `error`.
+/// Its body is read (and dropped) first, up to a bound: a guest writing
+/// the body before it awaits the response would otherwise see its body
+/// stream break, and never learn why (`http-request-denied`, a TLS error).
+async fn unsent(request: http::Request<WasiBody>, error: Error) -> Error {
+    let mut body = request.into_body();
+    let drain = async {
+        let mut read = 0;
+        while let Some(Ok(frame)) = body.frame().await {
+            read += frame.data_ref().map_or(0, Bytes::len);
+            if read > UNSENT_BODY_MAX {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(UNSENT_BODY_WAIT, drain).await;
+    error
 }
 
 /// The guest's timeouts, none longer than the declared caps; the caps where

@@ -67,7 +67,10 @@ impl NetGuard {
     /// `[network]`, or no grant for it.
     fn refusal(&self, scheme: Scheme, host: &str, port: u16) -> Option<String> {
         match &self.network {
-            None => Some(format!("the job has no [network] table; add [network] allow = [\"{}://{host}:{port}\"]", scheme.as_str())),
+            None => Some(format!(
+                "the job has no [network] table; add [network] allow = [\"{}://{host}:{port}\"]",
+                scheme.as_str()
+            )),
             Some(network) if network.grant_for(scheme, host, port).is_none() => {
                 Some(format!("not granted; add \"{}://{host}:{port}\" to [network] allow", scheme.as_str()))
             }
@@ -87,8 +90,10 @@ fn host_of(ip: IpAddr) -> String {
 /// The reason a resolved address list was refused as a whole.
 fn unreachable_reason(host: &str, refused: &[IpAddr]) -> String {
     let list: Vec<String> = refused.iter().map(|ip| ip.to_string()).collect();
-    format!(
-        "{host} resolves to {}, which is not a public address; if this job should reach it, add its range to [network] private",
-        list.join(", ")
-    )
+    let what = if list.len() == 1 && list[0] == host.trim_matches(['[', ']']) {
+        format!("{host} is not a public address")
+    } else {
+        format!("{host} resolves to {}, which is not a public address", list.join(", "))
+    };
+    format!("{what}; if this job should reach it, add its range to [network] private")
 }
