@@ -8,6 +8,7 @@
 
 mod error;
 mod raw;
+mod secrets;
 mod spec;
 
 use std::collections::BTreeSet;
@@ -15,6 +16,7 @@ use std::path::{Path, PathBuf};
 
 pub use error::ConfigError;
 pub use raw::RawJob;
+pub use secrets::{Delivery, SECRETS_GUEST_DIR, SecretSource, SecretSpec};
 pub use spec::{CatchUp, DirGrant, DirMode, JobSpec, Limits, MAX_MEMORY, Overlap, Retry};
 
 /// What a folder of declarations gave: good jobs and errors, each sorted by file.

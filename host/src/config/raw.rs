@@ -28,6 +28,8 @@ pub struct RawJob {
     pub retry: RawRetry,
     #[serde(default)]
     pub dirs: Vec<RawDir>,
+    #[serde(default)]
+    pub secrets: BTreeMap<String, super::secrets::RawSecret>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -9,6 +9,7 @@ use chrono_tz::Tz;
 
 use super::error::ConfigError;
 use super::raw::{RawDir, RawJob};
+use super::secrets::{SecretSpec, validate_secrets};
 use crate::schedule::{self, Schedule};
 use crate::units;
 
@@ -49,6 +50,8 @@ pub struct JobSpec {
     pub limits: Limits,
     pub retry: Retry,
     pub dirs: Vec<DirGrant>,
+    /// `[secrets]`, by name; resolved at each run start, never here.
+    pub secrets: Vec<SecretSpec>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -137,6 +140,7 @@ impl JobSpec {
             limits: Limits::default(),
             retry: Retry::default(),
             dirs: Vec::new(),
+            secrets: Vec::new(),
         }
     }
 
@@ -241,6 +245,8 @@ impl JobSpec {
             ));
         }
 
+        let dirs = validate_dirs(file, base, raw.dirs)?;
+        let secrets = validate_secrets(file, base, raw.secrets, &raw.env, &dirs)?;
         Ok(JobSpec {
             source: file.to_owned(),
             module,
@@ -272,7 +278,8 @@ impl JobSpec {
             enabled: raw.enabled.unwrap_or(true),
             limits,
             retry,
-            dirs: validate_dirs(file, base, raw.dirs)?,
+            dirs,
+            secrets,
             name,
         })
     }
