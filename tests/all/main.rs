@@ -22,6 +22,7 @@ mod operations;
 mod reload;
 mod scaffold;
 mod scheduler;
+mod secrets;
 mod support;
 mod systemd;
 mod world;

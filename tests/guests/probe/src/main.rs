@@ -7,8 +7,11 @@
 //!   write PATH TEXT   write TEXT to PATH
 //!   list PATH         print the names in the folder PATH
 //!   sleep SECONDS     sleep, then print "woke"
+//!   split VAR         print the variable VAR's value in two writes, cut in
+//!                     its middle, then a newline
 //!   fail MESSAGE      return an error (exit 1)
 
+use std::io::Write;
 use std::time::Duration;
 
 fn main() {
@@ -41,6 +44,15 @@ fn main() {
             "sleep" => {
                 std::thread::sleep(Duration::from_secs(arg(2)?.parse()?));
                 println!("woke");
+            }
+            "split" => {
+                let value = std::env::var(arg(2)?)?;
+                let (first, second) = value.as_bytes().split_at(value.len() / 2);
+                let mut stdout = std::io::stdout();
+                for half in [first, second, b"\n"] {
+                    stdout.write_all(half)?;
+                    stdout.flush()?;
+                }
             }
             "fail" => return Err(arg(2)?.to_owned().into()),
             other => return Err(format!("unknown action {other:?}").into()),
