@@ -143,13 +143,13 @@ pub(super) fn resolve(job: &JobSpec, dirs: &CredentialDirs) -> Result<Resolved, 
                 resolved.env.push((name.to_owned(), value));
             }
             Delivery::File => {
-                if resolved.files.is_none() {
-                    resolved.files = Some(private_dir().map_err(|e| {
+                let dir = match &mut resolved.files {
+                    Some(dir) => dir,
+                    none => none.insert(private_dir().map_err(|e| {
                         format!("secret {name}: cannot create a private folder for the run's secret files: {e}")
-                    })?);
-                }
-                let dir = resolved.files.as_ref().map(|d| d.path()).unwrap_or(Path::new("."));
-                write_private(&dir.join(name), &value.0)
+                    })?),
+                };
+                write_private(&dir.path().join(name), &value.0)
                     .map_err(|e| format!("secret {name}: cannot write it for the guest: {e}"))?;
             }
         }
