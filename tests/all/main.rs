@@ -23,6 +23,7 @@ mod operations;
 mod reload;
 mod scaffold;
 mod scheduler;
+mod secrets;
 mod support;
 mod systemd;
 mod world;

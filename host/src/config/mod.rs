@@ -9,6 +9,7 @@
 mod error;
 pub mod network;
 mod raw;
+mod secrets;
 mod spec;
 
 use std::collections::BTreeSet;
@@ -17,6 +18,7 @@ use std::path::{Path, PathBuf};
 pub use error::ConfigError;
 pub use network::{Grant, Network, Scheme};
 pub use raw::RawJob;
+pub use secrets::{Delivery, SECRETS_GUEST_DIR, SecretSource, SecretSpec};
 pub use spec::{CatchUp, DirGrant, DirMode, JobSpec, Limits, MAX_MEMORY, Overlap, Retry};
 
 /// What a folder of declarations gave: good jobs and errors, each sorted by file.

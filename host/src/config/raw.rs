@@ -29,6 +29,8 @@ pub struct RawJob {
     #[serde(default)]
     pub dirs: Vec<RawDir>,
     pub network: Option<super::network::RawNetwork>,
+    #[serde(default)]
+    pub secrets: BTreeMap<String, super::secrets::RawSecret>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -10,6 +10,7 @@ use chrono_tz::Tz;
 use super::error::ConfigError;
 use super::network::{self, Network};
 use super::raw::{RawDir, RawJob};
+use super::secrets::{SecretSpec, validate_secrets};
 use crate::schedule::{self, Schedule};
 use crate::units;
 
@@ -52,6 +53,8 @@ pub struct JobSpec {
     pub dirs: Vec<DirGrant>,
     /// Outbound grants; `None`, no network at all.
     pub network: Option<Network>,
+    /// `[secrets]`, by name; resolved at each run start, never here.
+    pub secrets: Vec<SecretSpec>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -141,6 +144,7 @@ impl JobSpec {
             retry: Retry::default(),
             dirs: Vec::new(),
             network: None,
+            secrets: Vec::new(),
         }
     }
 
@@ -245,6 +249,8 @@ impl JobSpec {
             ));
         }
 
+        let dirs = validate_dirs(file, base, raw.dirs)?;
+        let secrets = validate_secrets(file, base, raw.secrets, &raw.env, &dirs)?;
         Ok(JobSpec {
             source: file.to_owned(),
             module,
@@ -276,8 +282,9 @@ impl JobSpec {
             enabled: raw.enabled.unwrap_or(true),
             limits,
             retry,
-            dirs: validate_dirs(file, base, raw.dirs)?,
+            dirs,
             network: raw.network.map(|network| network::validate(file, base, network)).transpose()?,
+            secrets,
             name,
         })
     }

@@ -201,3 +201,88 @@ fn schedules_are_equal_by_text_and_zone() {
     assert_ne!(parse("*/15 * * * *", chrono_tz::UTC), parse("*/20 * * * *", chrono_tz::UTC));
     assert_eq!(parse("@every 90s", chrono_tz::UTC), parse("@every 90s", chrono_tz::UTC));
 }
+
+#[test]
+fn secrets_are_validated_into_their_sources_and_deliveries() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = load_file(&write(
+        dir.path(),
+        "alert.toml",
+        r#"
+env = { LEVEL = "info" }
+[secrets]
+SLACK_WEBHOOK = "credential:slack-webhook"
+PGPASSWORD    = "file:/run/secrets/pg_password"
+API_TOKEN     = "env:HOST_API_TOKEN"
+DB_CERT       = { from = "file:certs/db.pem", as = "file" }
+_lower_ok     = { from = "env:X" }
+"#,
+    ))
+    .unwrap();
+    let secret = |name: &str, source, delivery| SecretSpec { name: name.into(), source, delivery };
+    assert_eq!(
+        job.secrets,
+        [
+            secret("API_TOKEN", SecretSource::Env("HOST_API_TOKEN".into()), Delivery::Env),
+            secret("DB_CERT", SecretSource::File(dir.path().join("certs/db.pem")), Delivery::File),
+            secret("PGPASSWORD", SecretSource::File("/run/secrets/pg_password".into()), Delivery::Env),
+            secret("SLACK_WEBHOOK", SecretSource::Credential("slack-webhook".into()), Delivery::Env),
+            secret("_lower_ok", SecretSource::Env("X".into()), Delivery::Env),
+        ],
+        "sorted by name; relative files resolved against the declaration's folder"
+    );
+    assert!(load_file(&write(dir.path(), "none.toml", "")).unwrap().secrets.is_empty());
+}
+
+#[test]
+fn each_bad_secret_is_refused_naming_its_field_value_and_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("data")).unwrap();
+    for (toml, field, value, reason) in [
+        ("[secrets]\n\"1TOKEN\" = \"env:X\"", "secrets.1TOKEN", "\"1TOKEN\"", "is not a variable name"),
+        ("[secrets]\n\"API-TOKEN\" = \"env:X\"", "secrets.API-TOKEN", "\"API-TOKEN\"", "is not a variable name"),
+        ("[secrets]\nWASMCRON_TOKEN = \"env:X\"", "secrets.WASMCRON_TOKEN", "\"WASMCRON_TOKEN\"", "set by the host"),
+        ("env = { TOKEN = \"x\" }\n[secrets]\nTOKEN = \"env:X\"", "secrets.TOKEN", "\"TOKEN\"", "also a key of `env`"),
+        ("[secrets]\nTOKEN = \"vault:x\"", "secrets.TOKEN", "\"vault:x\"", "must start with \"credential:\""),
+        ("[secrets]\nTOKEN = \"hunter2\"", "secrets.TOKEN", "\"hunter2\"", "must start with \"credential:\""),
+        ("[secrets]\nTOKEN = \"credential:../token\"", "secrets.TOKEN", "\"credential:../token\"", "plain file name"),
+        ("[secrets]\nTOKEN = \"credential:a/b\"", "secrets.TOKEN", "\"credential:a/b\"", "plain file name"),
+        ("[secrets]\nTOKEN = \"credential:..\"", "secrets.TOKEN", "\"credential:..\"", "plain file name"),
+        ("[secrets]\nTOKEN = \"credential:\"", "secrets.TOKEN", "\"credential:\"", "plain file name"),
+        ("[secrets]\nTOKEN = \"file:\"", "secrets.TOKEN", "\"file:\"", "needs a path"),
+        ("[secrets]\nTOKEN = \"env:HOST-VAR\"", "secrets.TOKEN", "\"env:HOST-VAR\"", "not a variable name"),
+        ("[secrets]\nTOKEN = \"env:\"", "secrets.TOKEN", "\"env:\"", "not a variable name"),
+        ("[secrets]\nTOKEN = { from = \"env:X\", as = \"stdin\" }", "secrets.TOKEN.as", "\"stdin\"", "must be \"env\""),
+        (
+            "[[dirs]]\nhost = \"data\"\nguest = \"/run\"\n[secrets]\nCERT = { from = \"file:c.pem\", as = \"file\" }",
+            "dirs[0].guest",
+            "\"/run\"",
+            "overlaps /run/secrets",
+        ),
+        (
+            "[[dirs]]\nhost = \"data\"\nguest = \"/run/secrets/x\"\n[secrets]\nCERT = { from = \"file:c.pem\", as = \"file\" }",
+            "dirs[0].guest",
+            "\"/run/secrets/x\"",
+            "overlaps /run/secrets",
+        ),
+    ] {
+        let error = load_file(&write(dir.path(), "job.toml", toml)).expect_err(toml);
+        assert_eq!(error.field(), Some(field), "{toml}: {error}");
+        let ConfigError::Invalid { value: shown, reason: why, .. } = &error else { panic!("{error:?}") };
+        assert_eq!(shown, value, "{toml}");
+        assert!(why.contains(reason), "{toml}: {error}");
+        assert!(error.to_string().starts_with(&format!("{}: {field} {value}: ", error.file().display())));
+    }
+    // A grant elsewhere is fine beside file secrets; /run/secrets is free without them.
+    let fine = "[[dirs]]\nhost = \"data\"\nguest = \"/run/secrets\"\n[secrets]\nT = \"env:X\"";
+    assert!(load_file(&write(dir.path(), "job.toml", fine)).is_ok());
+
+    for (toml, says) in [
+        ("[secrets]\nTOKEN = 5", "a source string"),
+        ("[secrets]\nTOKEN = { from = \"env:X\", mode = \"file\" }", "a source string"),
+        ("secrets = [\"env:X\"]", "invalid type"),
+    ] {
+        let error = load_file(&write(dir.path(), "job.toml", toml)).expect_err(toml);
+        assert!(matches!(error, ConfigError::Toml { .. }) && error.to_string().contains(says), "{toml}: {error}");
+    }
+}

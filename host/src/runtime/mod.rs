@@ -5,8 +5,10 @@
 //! run instantiated into a fresh `Store` whose WASI context is built from
 //! the job's declaration alone — no inherited environment, stdio or files,
 //! and no network but what it grants (see `network`) — with memory capped,
-//! output captured up to a budget, fuel metered if the job asks, and a deadline and cancel switch enforced by
-//! epoch interruption (see `run`). Runs are futures on the caller's tokio
+//! output captured up to a budget, fuel metered if the job asks, and a
+//! deadline and cancel switch enforced by epoch interruption (see `run`).
+//! A job's secrets are read at each run start and redacted from all it
+//! leaves behind (see `secrets`, `redact`). Runs are futures on the caller's tokio
 //! runtime; compilation is blocking work and belongs on a blocking thread.
 //!
 //! This module is a leaf: it knows declarations (`config`) and the record
@@ -19,7 +21,9 @@ mod engine;
 mod network;
 mod outcome;
 mod output;
+mod redact;
 mod run;
+mod secrets;
 mod state;
 mod ticker;
 mod world;
@@ -36,6 +40,7 @@ pub use compile::{CompileError, CompiledJob, NetworkImports};
 pub use control::{RunControl, StopReason};
 pub use outcome::RunOutcome;
 pub use run::{RunContext, RunReport};
+pub use secrets::CredentialDirs;
 pub use ticker::EPOCH_TICK;
 pub use world::{HostFuture, JobHost, MAX_KEY, MAX_VALUE};
 
@@ -75,13 +80,15 @@ pub struct Runtime {
     metered: EngineSet,
     /// Advances both engines' epochs while a guest runs.
     ticker: Ticker,
+    /// Where `credential:` secrets are read from (see `secrets`).
+    credentials: CredentialDirs,
 }
 
 impl Runtime {
     pub fn new() -> Result<Self> {
         let (unmetered, metered) = (EngineSet::new(false)?, EngineSet::new(true)?);
         let ticker = Ticker::start(&[&unmetered.engine, &metered.engine]);
-        Ok(Runtime { unmetered, metered, ticker })
+        Ok(Runtime { unmetered, metered, ticker, credentials: CredentialDirs::default() })
     }
 
     fn engines(&self, metered: bool) -> &EngineSet {

@@ -3,6 +3,15 @@
 //! chatty guest keeps running normally, and the drop is counted and marked
 //! in the captured text. Optionally, what is captured is also echoed to the
 //! host's own stdout or stderr as it arrives (`wasmcron once`).
+//!
+//! A run with secrets redacts each stream before anything else sees it
+//! (see `redact`): the budget counts, keeps and drops redacted bytes, so
+//! `limits.output` bounds what is stored, and the few bytes a stream holds
+//! back at a write boundary go through the same budget when [`take`]
+//! flushes them — past the cap they are dropped like any others. Echo shows
+//! only redacted bytes.
+//!
+//! [`take`]: CapturedPipe::take
 
 use std::io::Write;
 use std::pin::Pin;
@@ -12,6 +21,8 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
+
+use super::redact::{RedactStream, Redactor};
 
 /// Where captured bytes are echoed as they arrive, if anywhere.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,17 +50,52 @@ pub struct CapturedPipe {
     budget: Arc<Mutex<Budget>>,
     captured: Arc<Mutex<Captured>>,
     echo: Echo,
+    /// The run's secrets, if it has any worth redacting. The stream's lock
+    /// is held while its output is kept, so writes stay in order.
+    redactor: Option<(Arc<Redactor>, Arc<Mutex<RedactStream>>)>,
 }
 
-/// Creates the stdout and stderr pipes of a run, sharing `limit` bytes.
-pub fn pipes(limit: u64, stdout_echo: Echo, stderr_echo: Echo) -> (CapturedPipe, CapturedPipe) {
+/// Creates the stdout and stderr pipes of a run, sharing `limit` bytes,
+/// each redacting the values of `redactor`'s secrets if it is given.
+pub fn pipes(
+    limit: u64,
+    stdout_echo: Echo,
+    stderr_echo: Echo,
+    redactor: Option<Arc<Redactor>>,
+) -> (CapturedPipe, CapturedPipe) {
     let budget = Arc::new(Mutex::new(Budget { remaining: limit }));
-    let pipe = |echo| CapturedPipe { budget: budget.clone(), captured: Arc::default(), echo };
+    let pipe = |echo| CapturedPipe {
+        budget: budget.clone(),
+        captured: Arc::default(),
+        echo,
+        redactor: redactor.as_ref().map(|r| (r.clone(), Arc::new(Mutex::new(r.stream())))),
+    };
     (pipe(stdout_echo), pipe(stderr_echo))
 }
 
 impl CapturedPipe {
     fn accept(&self, bytes: &[u8]) {
+        match &self.redactor {
+            None => self.keep(bytes),
+            Some((_, stream)) => {
+                let mut stream = stream.lock().unwrap();
+                let redacted = stream.push(bytes);
+                self.keep(&redacted);
+            }
+        }
+    }
+
+    /// `text` with this run's secrets redacted, for copies of what the
+    /// guest wrote that go elsewhere (the host's log).
+    pub(crate) fn redact_text(&self, text: &str) -> String {
+        match &self.redactor {
+            None => text.to_owned(),
+            Some((redactor, _)) => redactor.redact_str(text),
+        }
+    }
+
+    /// Counts `bytes` (already redacted) against the budget, keeps what fits.
+    fn keep(&self, bytes: &[u8]) {
         let keep = {
             let mut budget = self.budget.lock().unwrap();
             let keep = budget.remaining.min(bytes.len() as u64);
@@ -76,8 +122,14 @@ impl CapturedPipe {
     }
 
     /// The captured bytes and how many were dropped past the budget. If any
-    /// were, a marker line saying so ends the captured text.
+    /// were, a marker line saying so ends the captured text. Call it once,
+    /// when the run has ended: it first flushes what redaction held back.
     pub fn take(&self) -> (Vec<u8>, u64) {
+        if let Some((_, stream)) = &self.redactor {
+            let mut stream = stream.lock().unwrap();
+            let rest = stream.finish();
+            self.keep(&rest);
+        }
         let mut captured = self.captured.lock().unwrap();
         let dropped = captured.dropped;
         let mut bytes = std::mem::take(&mut captured.bytes);
@@ -154,7 +206,7 @@ mod tests {
 
     #[test]
     fn budget_is_shared_and_overflow_is_marked() {
-        let (out, err) = pipes(10, Echo::None, Echo::None);
+        let (out, err) = pipes(10, Echo::None, Echo::None, None);
         out.accept(b"123456");
         err.accept(b"abcdef");
         out.accept(b"zzz");
@@ -167,9 +219,43 @@ mod tests {
         assert!(String::from_utf8(stderr).unwrap().contains("2 more bytes dropped"));
     }
 
+    fn with_secret(limit: u64) -> (CapturedPipe, CapturedPipe) {
+        let redactor = Redactor::new([("TOKEN", b"s3cr3t-token".as_slice())]).map(Arc::new);
+        pipes(limit, Echo::None, Echo::None, redactor)
+    }
+
+    #[test]
+    fn secrets_are_redacted_across_writes_and_streams_stay_apart() {
+        let (out, err) = with_secret(1000);
+        out.accept(b"token: s3cr");
+        err.accept(b"3t-token is not a secret on its own\n");
+        out.accept(b"3t-token\n");
+        assert_eq!(out.take().0, b"token: [REDACTED:TOKEN]\n");
+        assert_eq!(err.take().0, b"3t-token is not a secret on its own\n");
+        assert_eq!(out.redact_text("error: s3cr3t-token"), "error: [REDACTED:TOKEN]");
+    }
+
+    #[test]
+    fn the_budget_counts_redacted_bytes_and_the_held_tail_obeys_it() {
+        // 12 bytes of secret become 16 of marker; the budget counts those.
+        let (out, _err) = with_secret(16);
+        out.accept(b"s3cr3t-token");
+        out.accept(b"s3cr3t-tok");
+        let (stdout, dropped) = out.take();
+        let text = String::from_utf8(stdout).unwrap();
+        assert!(text.starts_with("[REDACTED:TOKEN]\n[wasmcron: output truncated"), "{text}");
+        assert_eq!(dropped, 10, "the held-back tail was dropped past the cap, not kept");
+        assert!(!text.contains("s3cr"), "{text}");
+
+        // The held tail is flushed at the end when it fits.
+        let (out, _err) = with_secret(100);
+        out.accept(b"ends with s3cr3t-tok");
+        assert_eq!(out.take(), (b"ends with s3cr3t-tok".to_vec(), 0));
+    }
+
     #[test]
     fn under_budget_is_untouched() {
-        let (out, _err) = pipes(100, Echo::None, Echo::None);
+        let (out, _err) = pipes(100, Echo::None, Echo::None, None);
         out.accept(b"hello\n");
         assert_eq!(out.take(), (b"hello\n".to_vec(), 0));
     }

@@ -21,6 +21,7 @@ use super::control::{RunControl, StopReason};
 use super::network::NetGuard;
 use super::outcome::RunOutcome;
 use super::output::{self, Echo};
+use super::secrets;
 use super::state::{GuestState, MemoryLimiter, WasiP2};
 use super::world::{JobApi, JobContext, JobHost};
 use crate::config::{DirMode, JobSpec};
@@ -83,13 +84,23 @@ impl Runtime {
         // Keeps the epochs ticking until the run ends, or its future is dropped.
         let _ticking = self.ticker.running();
         let (out_echo, err_echo) = if context.echo { (Echo::Stdout, Echo::Stderr) } else { (Echo::None, Echo::None) };
-        let (stdout, stderr) = output::pipes(job.limits.output, out_echo, err_echo);
+        // Secrets first: a missing one fails the run before the guest starts.
+        let resolved = secrets::resolve_blocking(job, &self.credentials).await;
+        let redactor = resolved.as_ref().ok().and_then(|r| r.redactor());
+        let (stdout, stderr) = output::pipes(job.limits.output, out_echo, err_echo, redactor.clone());
         let net = NetGuard::new(job.network.clone(), stderr.clone());
-        let (outcome, fuel_used) = match wasi_builder(job, context, &stdout, &stderr, &net) {
-            Ok(builder) => execute(compiled, builder, job, context, &stderr, &net, control).await,
+        let built = resolved.and_then(|resolved| {
+            let mut builder = wasi_builder(job, context, &stdout, &stderr, &net)?;
+            resolved.apply(&mut builder)?;
+            Ok((builder, resolved))
+        });
+        let (outcome, fuel_used) = match built {
+            // `_secrets` holds the run's secret files until the guest is done.
+            Ok((builder, _secrets)) => execute(compiled, builder, job, context, &stderr, &net, control).await,
             Err(error) => (RunOutcome::Failed { exit_code: None, error }, None),
         };
         let outcome = note_denials(outcome, &net.denied());
+        let outcome = secrets::redact_outcome(outcome, redactor.as_deref());
         let (stdout, out_dropped) = stdout.take();
         let (stderr, err_dropped) = stderr.take();
         RunReport { outcome, fuel_used, stdout, stderr, output_dropped: out_dropped + err_dropped }

@@ -62,6 +62,11 @@ impl wasmcron::job::types::Host for GuestState<WasiP2> {}
 impl wasmcron::job::log::Host for GuestState<WasiP2> {
     async fn log(&mut self, level: Level, message: String, fields: Vec<(String, String)>) {
         let Ok(api) = self.api() else { return };
+        // Redacted before they are quoted below, which would hide a value
+        // with a quote or backslash in it from the stream's redaction.
+        let message = api.log.redact_text(&message);
+        let fields: Vec<(String, String)> =
+            fields.iter().map(|(key, value)| (api.log.redact_text(key), api.log.redact_text(value))).collect();
         let mut line = format!("[{}] {message}", level_name(level));
         for (key, value) in &fields {
             line.push_str(&format!(" {key}={value:?}"));

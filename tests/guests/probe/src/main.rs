@@ -7,12 +7,15 @@
 //!   write PATH TEXT   write TEXT to PATH
 //!   list PATH         print the names in the folder PATH
 //!   sleep SECONDS     sleep, then print "woke"
+//!   split VAR         print the variable VAR's value in two writes, cut in
+//!                     its middle, then a newline
 //!   fail MESSAGE      return an error (exit 1)
 //!   http URL [CONNECT_MS FIRST_BYTE_MS]
 //!                     GET URL over wasi:http (components only), following
 //!                     up to 5 redirects; print each hop's status, then the body
 //!   tcp HOST PORT LINE connect over wasi:sockets, send LINE, print the reply line
 
+use std::io::Write;
 use std::time::Duration;
 
 fn main() {
@@ -45,6 +48,15 @@ fn main() {
             "sleep" => {
                 std::thread::sleep(Duration::from_secs(arg(2)?.parse()?));
                 println!("woke");
+            }
+            "split" => {
+                let value = std::env::var(arg(2)?)?;
+                let (first, second) = value.as_bytes().split_at(value.len() / 2);
+                let mut stdout = std::io::stdout();
+                for half in [first, second, b"\n"] {
+                    stdout.write_all(half)?;
+                    stdout.flush()?;
+                }
             }
             "fail" => return Err(arg(2)?.to_owned().into()),
             #[cfg(all(target_os = "wasi", target_env = "p2"))]
