@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
-use crate::config::{self, ConfigError, JobSpec};
+use crate::config::{self, ConfigError, JobSpec, Scheme};
 use crate::runtime::{CompileCache, CompiledJob, Provenance, Runtime, hex};
 use crate::store::Load;
 
@@ -22,6 +22,31 @@ use crate::store::Load;
 pub struct LoadedJob {
     pub spec: JobSpec,
     pub compiled: Arc<CompiledJob>,
+}
+
+impl LoadedJob {
+    /// What to tell an operator when the module is built to use a network
+    /// its declaration does not grant: each attempt will be refused.
+    pub fn network_warnings(&self) -> Vec<String> {
+        let imports = self.compiled.network_imports;
+        let network = self.spec.network.as_ref();
+        let grants = |scheme| network.is_some_and(|n| n.grants(scheme));
+        let file = self.spec.source.display();
+        let mut warnings = Vec::new();
+        if imports.http && !grants(Scheme::Http) && !grants(Scheme::Https) {
+            warnings.push(format!(
+                "imports wasi:http, but {file} grants no http:// or https:// destination, so every request will be denied; \
+                 to allow one add [network] allow = [\"https://HOST\"]"
+            ));
+        }
+        if imports.tcp && !grants(Scheme::Tcp) {
+            warnings.push(format!(
+                "imports wasi:sockets, but {file} grants no tcp:// destination, so every connection will be refused; \
+                 to allow one add [network] allow = [\"tcp://HOST:PORT\"]"
+            ));
+        }
+        warnings
+    }
 }
 
 /// Everything a jobs folder gave: runnable jobs, every error, and how many

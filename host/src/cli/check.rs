@@ -1,5 +1,6 @@
 //! `wasmcron check`: load every declaration and compile every module, list
-//! every error, and exit 1 if there was any.
+//! every error, and exit 1 if there was any. Warnings (a component built
+//! to use a network its declaration does not grant) do not fail it.
 
 use std::process::ExitCode;
 
@@ -20,6 +21,9 @@ pub fn run(globals: &Globals, _args: Args) -> anyhow::Result<ExitCode> {
             None => "no schedule (runs when triggered)".into(),
         };
         println!("ok     {:<24} {:<22} {}", job.spec.name, job.compiled.kind_name(), schedule);
+        for warning in job.network_warnings() {
+            println!("warn   {:<24} {warning}", job.spec.name);
+        }
     }
     for error in &registry.errors {
         eprintln!("error  {error}");

@@ -7,6 +7,7 @@
 //! modules they point at are compiled by `runtime`.
 
 mod error;
+pub mod network;
 mod raw;
 mod spec;
 
@@ -14,6 +15,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 pub use error::ConfigError;
+pub use network::{Grant, Network, Scheme};
 pub use raw::RawJob;
 pub use spec::{CatchUp, DirGrant, DirMode, JobSpec, Limits, MAX_MEMORY, Overlap, Retry};
 

@@ -28,6 +28,7 @@ pub struct RawJob {
     pub retry: RawRetry,
     #[serde(default)]
     pub dirs: Vec<RawDir>,
+    pub network: Option<super::network::RawNetwork>,
 }
 
 #[derive(Debug, Default, Deserialize)]

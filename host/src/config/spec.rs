@@ -8,6 +8,7 @@ use std::time::Duration;
 use chrono_tz::Tz;
 
 use super::error::ConfigError;
+use super::network::{self, Network};
 use super::raw::{RawDir, RawJob};
 use crate::schedule::{self, Schedule};
 use crate::units;
@@ -49,6 +50,8 @@ pub struct JobSpec {
     pub limits: Limits,
     pub retry: Retry,
     pub dirs: Vec<DirGrant>,
+    /// Outbound grants; `None`, no network at all.
+    pub network: Option<Network>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -137,6 +140,7 @@ impl JobSpec {
             limits: Limits::default(),
             retry: Retry::default(),
             dirs: Vec::new(),
+            network: None,
         }
     }
 
@@ -273,6 +277,7 @@ impl JobSpec {
             limits,
             retry,
             dirs: validate_dirs(file, base, raw.dirs)?,
+            network: raw.network.map(|network| network::validate(file, base, network)).transpose()?,
             name,
         })
     }

@@ -20,6 +20,29 @@ pub struct CompiledJob {
     /// Hex SHA-256 of the bytes as read from disk.
     pub sha256: String,
     pub metered: bool,
+    /// Which network interfaces a component imports (a module imports none).
+    pub network_imports: NetworkImports,
+}
+
+/// The network a component is built to use: it may import `wasi:http` or
+/// `wasi:sockets` whether or not its declaration grants anything.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NetworkImports {
+    /// `wasi:http/outgoing-handler`.
+    pub http: bool,
+    /// `wasi:sockets/tcp-create-socket` or `ip-name-lookup`.
+    pub tcp: bool,
+}
+
+impl NetworkImports {
+    fn of(component: &Component, engine: &Engine) -> Self {
+        let mut imports = NetworkImports::default();
+        for (name, _) in component.component_type().imports(engine) {
+            imports.http |= name.starts_with("wasi:http/outgoing-handler");
+            imports.tcp |= name.starts_with("wasi:sockets/tcp-create-socket") || name.starts_with("wasi:sockets/ip-name-lookup");
+        }
+        imports
+    }
 }
 
 pub(crate) enum GuestKind {
@@ -61,7 +84,7 @@ pub enum CompileError {
     #[error("is not valid WebAssembly: {0:#}")]
     Invalid(wasmtime::Error),
     #[error(
-        "cannot be linked: {0:#}. A job may import only WASI (wasi_snapshot_preview1, or wasi:* 0.2 for components)"
+        "cannot be linked: {0:#}. A job may import only WASI (wasi_snapshot_preview1, or wasi:* 0.2 for components, wasi:http included)"
     )]
     Unlinkable(wasmtime::Error),
     #[error(
@@ -98,7 +121,7 @@ impl Runtime {
             std::borrow::Cow::Owned(wat::parse_str(text).map_err(|e| CompileError::NotWasm(e.to_string()))?)
         };
         let engines: &EngineSet = self.engines(metered);
-        let (kind, provenance) = if wasmparser::Parser::is_component(&binary) {
+        let (kind, provenance, network_imports) = if wasmparser::Parser::is_component(&binary) {
             let (component, provenance) = cache::load_or_compile(
                 cache,
                 &engines.cache_entry(sha256, "component"),
@@ -108,13 +131,14 @@ impl Runtime {
                 || Component::new(&engines.engine, &binary).map_err(CompileError::Invalid),
                 Component::serialize,
             )?;
+            let network_imports = NetworkImports::of(&component, &engines.engine);
             let pre = engines.components.instantiate_pre(&component).map_err(CompileError::Unlinkable)?;
             // The job world first: a job may also carry a `main` it does not use.
             let kind = match JobPre::new(pre.clone()) {
                 Ok(job) => GuestKind::Job(job),
                 Err(_) => GuestKind::Component(CommandPre::new(pre).map_err(CompileError::NotCommand)?),
             };
-            (kind, provenance)
+            (kind, provenance, network_imports)
         } else {
             let (module, provenance) = cache::load_or_compile(
                 cache,
@@ -128,9 +152,9 @@ impl Runtime {
                 return Err(CompileError::NoStart);
             }
             let pre = engines.modules.instantiate_pre(&module).map_err(CompileError::Unlinkable)?;
-            (GuestKind::Command(pre), provenance)
+            (GuestKind::Command(pre), provenance, NetworkImports::default())
         };
-        Ok((CompiledJob { kind, sha256: sha256.to_owned(), metered }, provenance))
+        Ok((CompiledJob { kind, sha256: sha256.to_owned(), metered, network_imports }, provenance))
     }
 }
 

@@ -3,9 +3,9 @@
 //! How guests are run: one process-wide pair of engines (see `engine`),
 //! each job compiled once into an `InstancePre` (see `compile`), and every
 //! run instantiated into a fresh `Store` whose WASI context is built from
-//! the job's declaration alone — no inherited environment, stdio, files or
-//! network — with memory capped, output captured up to a budget, fuel
-//! metered if the job asks, and a deadline and cancel switch enforced by
+//! the job's declaration alone — no inherited environment, stdio or files,
+//! and no network but what it grants (see `network`) — with memory capped,
+//! output captured up to a budget, fuel metered if the job asks, and a deadline and cancel switch enforced by
 //! epoch interruption (see `run`). Runs are futures on the caller's tokio
 //! runtime; compilation is blocking work and belongs on a blocking thread.
 //!
@@ -16,6 +16,7 @@ mod cache;
 mod compile;
 mod control;
 mod engine;
+mod network;
 mod outcome;
 mod output;
 mod run;
@@ -31,7 +32,7 @@ use wasmtime_wasi::p1::WasiP1Ctx;
 
 pub use cache::{CompileCache, Provenance};
 pub(crate) use compile::hex;
-pub use compile::{CompileError, CompiledJob};
+pub use compile::{CompileError, CompiledJob, NetworkImports};
 pub use control::{RunControl, StopReason};
 pub use outcome::RunOutcome;
 pub use run::{RunContext, RunReport};
@@ -61,6 +62,8 @@ impl EngineSet {
         wasmtime_wasi::p1::add_to_linker_async(&mut modules, |state: &mut GuestState<WasiP1Ctx>| &mut state.wasi)?;
         let mut components = ComponentLinker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut components)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut components)?;
+        network::add_name_lookup_to_linker(&mut components)?;
         world::add_to_linker(&mut components)?;
         Ok(EngineSet { key: cache::engine_key(&engine), engine, modules, components })
     }

@@ -19,6 +19,7 @@ use super::Runtime;
 use super::compile::{CompiledJob, GuestKind};
 use super::control::{RunControl, StopReason};
 use super::outcome::RunOutcome;
+use super::network::NetGuard;
 use super::output::{self, Echo};
 use super::state::{GuestState, MemoryLimiter, WasiP2};
 use super::world::{JobApi, JobContext, JobHost};
@@ -83,10 +84,12 @@ impl Runtime {
         let _ticking = self.ticker.running();
         let (out_echo, err_echo) = if context.echo { (Echo::Stdout, Echo::Stderr) } else { (Echo::None, Echo::None) };
         let (stdout, stderr) = output::pipes(job.limits.output, out_echo, err_echo);
-        let (outcome, fuel_used) = match wasi_builder(job, context, &stdout, &stderr) {
-            Ok(builder) => execute(compiled, builder, job, context, &stderr, control).await,
+        let net = NetGuard::new(job.network.clone(), stderr.clone());
+        let (outcome, fuel_used) = match wasi_builder(job, context, &stdout, &stderr, &net) {
+            Ok(builder) => execute(compiled, builder, job, context, &stderr, &net, control).await,
             Err(error) => (RunOutcome::Failed { exit_code: None, error }, None),
         };
+        let outcome = note_denials(outcome, &net.denied());
         let (stdout, out_dropped) = stdout.take();
         let (stderr, err_dropped) = stderr.take();
         RunReport { outcome, fuel_used, stdout, stderr, output_dropped: out_dropped + err_dropped }
@@ -98,6 +101,7 @@ fn wasi_builder(
     context: &RunContext,
     stdout: &output::CapturedPipe,
     stderr: &output::CapturedPipe,
+    net: &Arc<NetGuard>,
 ) -> Result<WasiCtxBuilder, String> {
     let mut builder = WasiCtxBuilder::new();
     builder.arg(&job.name).args(&job.args).envs(&job.env);
@@ -109,6 +113,13 @@ fn wasi_builder(
         .env("WASMCRON_TRIGGER", context.trigger.as_str());
     builder.stdin(MemoryInputPipe::new(context.payload.clone()));
     builder.stdout(stdout.clone()).stderr(stderr.clone());
+    // Sockets are offered to every component, and each use is checked
+    // against the grants (and noted if refused); UDP is not offered.
+    let guard = net.clone();
+    builder.allow_tcp(true).allow_udp(false).allow_ip_name_lookup(true).socket_addr_check(move |address, use_| {
+        let allowed = guard.check_socket(address, use_);
+        Box::pin(async move { allowed })
+    });
     for dir in &job.dirs {
         let perms = match dir.mode {
             DirMode::ReadOnly => FsPerms::ReadOnly,
@@ -127,6 +138,7 @@ async fn execute(
     job: &JobSpec,
     context: &RunContext,
     stderr: &output::CapturedPipe,
+    net: &Arc<NetGuard>,
     control: &RunControl,
 ) -> (RunOutcome, Option<u64>) {
     match &compiled.kind {
@@ -147,7 +159,7 @@ async fn execute(
             finish(result, &store, job, control)
         }
         GuestKind::Component(pre) => {
-            let wasi = WasiP2 { ctx: builder.build(), table: Default::default(), api: None };
+            let wasi = WasiP2::new(builder.build(), net.clone(), None);
             let state = GuestState { wasi, limiter: MemoryLimiter::new(job.limits.memory) };
             let mut store = Store::new(pre.engine(), state);
             let result = match prepare(&mut store, job, control) {
@@ -172,7 +184,7 @@ async fn execute(
                 run_id: context.run_id,
                 log: stderr.clone(),
             });
-            let wasi = WasiP2 { ctx: builder.build(), table: Default::default(), api };
+            let wasi = WasiP2::new(builder.build(), net.clone(), api);
             let state = GuestState { wasi, limiter: MemoryLimiter::new(job.limits.memory) };
             let mut store = Store::new(pre.engine(), state);
             let job_context = JobContext {
@@ -197,6 +209,18 @@ async fn execute(
             };
             finish(result, &store, job, control)
         }
+    }
+}
+
+/// A failed run's error names what the network refused it, if anything:
+/// the usual reason a job that reaches out fails.
+fn note_denials(outcome: RunOutcome, denied: &[String]) -> RunOutcome {
+    match outcome {
+        RunOutcome::Failed { exit_code, error } if !denied.is_empty() => {
+            let error = format!("{error}\n(network: denied {}; see [network] allow)", denied.join(", "));
+            RunOutcome::Failed { exit_code, error }
+        }
+        other => other,
     }
 }
 

@@ -8,6 +8,10 @@
 //!   list PATH         print the names in the folder PATH
 //!   sleep SECONDS     sleep, then print "woke"
 //!   fail MESSAGE      return an error (exit 1)
+//!   http URL [CONNECT_MS FIRST_BYTE_MS]
+//!                     GET URL over wasi:http (components only), following
+//!                     up to 5 redirects; print each hop's status, then the body
+//!   tcp HOST PORT LINE connect over wasi:sockets, send LINE, print the reply line
 
 use std::time::Duration;
 
@@ -43,8 +47,56 @@ fn main() {
                 println!("woke");
             }
             "fail" => return Err(arg(2)?.to_owned().into()),
+            #[cfg(all(target_os = "wasi", target_env = "p2"))]
+            "http" => {
+                let timeouts = match (args.get(3), args.get(4)) {
+                    (Some(connect), Some(first_byte)) => Some((connect.parse()?, first_byte.parse()?)),
+                    _ => None,
+                };
+                wstd::runtime::block_on(http::get(arg(2)?, timeouts))?
+            }
+            "tcp" => {
+                use std::io::{BufRead, Write};
+                let mut stream = std::net::TcpStream::connect((arg(2)?, arg(3)?.parse::<u16>()?))?;
+                writeln!(stream, "{}", arg(4)?)?;
+                let mut reply = String::new();
+                std::io::BufReader::new(stream).read_line(&mut reply)?;
+                print!("reply: {reply}");
+            }
             other => return Err(format!("unknown action {other:?}").into()),
         }
         Ok(())
     })
+}
+
+#[cfg(all(target_os = "wasi", target_env = "p2"))]
+mod http {
+    use wstd::http::{Body, Client, Request};
+    use wstd::time::Duration;
+
+    type Error = Box<dyn std::error::Error>;
+
+    pub async fn get(url: &str, timeouts: Option<(u64, u64)>) -> Result<(), Error> {
+        let mut client = Client::new();
+        if let Some((connect, first_byte)) = timeouts {
+            client.set_connect_timeout(Duration::from_millis(connect));
+            client.set_first_byte_timeout(Duration::from_millis(first_byte));
+        }
+        let mut url = url.to_owned();
+        for _ in 0..5 {
+            let request = Request::get(url.as_str()).body(Body::empty())?;
+            let response = client.send(request).await.map_err(|e| format!("GET {url}: {e:?}"))?;
+            let status = response.status();
+            println!("GET {url} -> {}", status.as_u16());
+            if status.is_redirection() {
+                let location = response.headers().get("location").ok_or("a redirect with no Location")?;
+                url = location.to_str()?.to_owned();
+                continue;
+            }
+            let mut body = response.into_body();
+            print!("{}", body.str_contents().await.map_err(|e| format!("reading {url}: {e:?}"))?);
+            return Ok(());
+        }
+        Err("more than 5 redirects".into())
+    }
 }
