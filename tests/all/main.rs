@@ -19,6 +19,7 @@ mod layers;
 mod metrics;
 mod openapi;
 mod operations;
+mod reaching;
 mod reload;
 mod scaffold;
 mod scheduler;

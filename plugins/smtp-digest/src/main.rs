@@ -35,7 +35,8 @@ fn main() {
             String::from_utf8(payload.to_vec()).map_err(|_| "the payload is not UTF-8 text")?
         };
         let stream = TcpStream::connect(&server).map_err(|e| format!("connecting to SMTP_SERVER {server}: {e}"))?;
-        let mut session = Session { reader: BufReader::new(stream.try_clone()?), writer: stream };
+        // One stream for both directions: wasip2 sockets cannot be cloned.
+        let mut session = Session { stream: BufReader::new(stream) };
         send(&mut session, context, &from, &to, &digest)?;
         println!(
             "{}: digest of {} lines sent to {} through {server}",
@@ -73,20 +74,19 @@ fn send(session: &mut Session, context: &Context, from: &str, to: &[String], dig
         message.push_str("\r\n");
     }
     message.push_str(".\r\n");
-    session.writer.write_all(message.as_bytes())?;
+    session.stream.get_mut().write_all(message.as_bytes())?;
     session.expect("the end of DATA", 250)?;
     session.command("QUIT", 221)
 }
 
 struct Session {
-    reader: BufReader<TcpStream>,
-    writer: TcpStream,
+    stream: BufReader<TcpStream>,
 }
 
 impl Session {
     /// Sends `line` and reads the reply, which must have code `expected`.
     fn command(&mut self, line: &str, expected: u16) -> Result<(), Error> {
-        self.writer.write_all(format!("{line}\r\n").as_bytes())?;
+        self.stream.get_mut().write_all(format!("{line}\r\n").as_bytes())?;
         let verb = line.split(':').next().unwrap_or(line);
         self.expect(verb, expected)
     }
@@ -96,7 +96,7 @@ impl Session {
         let mut reply = String::new();
         loop {
             let mut line = String::new();
-            if self.reader.read_line(&mut line)? == 0 {
+            if self.stream.read_line(&mut line)? == 0 {
                 return Err(format!("SMTP protocol error after {after}: the server closed the connection").into());
             }
             reply.push_str(line.trim_end());

@@ -70,12 +70,15 @@ fn samples(payload: &[u8]) -> Result<Vec<f64>, Error> {
 
 /// POSTs `alert` to `webhook`; the response's status when it is a success.
 async fn post(webhook: &str, alert: &serde_json::Value, context: &Context) -> Result<u16, Error> {
+    // With its length declared, the body is not sent chunked: some webhook endpoints refuse that.
+    let body = serde_json::to_vec(alert)?;
     let request = Request::builder()
         .method(Method::POST)
         .uri(webhook)
         .header("content-type", "application/json")
+        .header("content-length", body.len())
         .header("user-agent", format!("wasmcron-webhook ({} run {})", context.job, context.run_id))
-        .body(Body::from_json(alert)?)
+        .body(Body::from(body))
         .map_err(|e| format!("ALERT_WEBHOOK is not a usable URL: {e}"))?;
     let mut response = Client::new().send(request).await.map_err(|error| match error.downcast_ref() {
         Some(ErrorCode::HttpRequestDenied) => {
