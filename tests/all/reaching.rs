@@ -123,7 +123,7 @@ fn the_python_job_summarises_what_the_api_served() {
 }
 
 #[test]
-fn the_python_job_fails_clearly_on_an_answer_that_is_not_a_list() {
+fn the_python_job_fails_clearly_when_denied_and_on_an_answer_that_is_not_a_list() {
     let server = HttpServer::start(|_| json(200, r#"{"total": 3}"#));
     let sandbox = Sandbox::new();
     declare_bundled(&sandbox, "py-rest", &[(PLACEHOLDER, &server.origin())]);
@@ -131,6 +131,15 @@ fn the_python_job_fails_clearly_on_an_answer_that_is_not_a_list() {
     assert_eq!((record["status"].as_str(), code), (Some("failed"), 1), "{record}");
     let error = record["error"].as_str().unwrap();
     assert!(error.contains("answered JSON that is not a list of objects"), "{record}");
+
+    // The URL moves to the test's server; the grant stays on the placeholder's port.
+    let url = format!("API_URL = \"{}/api/tickets\"", server.origin());
+    declare_bundled(&sandbox, "py-rest", &[("API_URL = \"http://127.0.0.1:8787/api/tickets?state=all\"", &url)]);
+    let (record, code) = once(&sandbox, "py-rest", "");
+    assert_eq!((record["status"].as_str(), code), (Some("failed"), 1), "{record}");
+    let expected = format!("the host denied the request to {}: grant it", server.origin());
+    assert!(record["error"].as_str().unwrap().contains(&expected), "{record}");
+    assert_eq!(server.received().len(), 1, "the denied request never reached the server");
 }
 
 #[test]
@@ -163,6 +172,16 @@ fn the_javascript_job_caches_with_fetch_and_revalidates_with_its_etag() {
     let (record, code) = once(&sandbox, "js-cache", "");
     assert_eq!((record["status"].as_str(), code), (Some("failed"), 1), "{record}");
     assert!(record["error"].as_str().unwrap().contains("answered HTTP 404; the cached copy is kept"), "{record}");
+
+    // The URL moves to the test's server; the grant stays on the placeholder's port.
+    let url = format!("SOURCE_URL = \"{}/rates.json\"", server.origin());
+    declare_bundled(&sandbox, "js-cache", &[("SOURCE_URL = \"http://127.0.0.1:8787/rates.json\"", &url)]);
+    let (record, code) = once(&sandbox, "js-cache", "");
+    assert_eq!((record["status"].as_str(), code), (Some("failed"), 1), "{record}");
+    let error = record["error"].as_str().unwrap();
+    assert!(error.contains(&format!("fetching {} failed", server.origin())), "{record}");
+    assert!(error.contains(&format!("denied {}", server.origin())), "the record names the destination: {record}");
+    assert_eq!(server.received().len(), 3, "the denied request never reached the server");
 }
 
 #[test]
@@ -209,6 +228,21 @@ fn the_smtp_digest_fails_with_the_servers_reply_on_a_refused_recipient() {
     let expected = "SMTP protocol error after RCPT TO: expected 250, the server said \"550 no such mailbox here\"";
     assert!(stderr.contains(expected), "{stderr}");
     assert!(server.mails().iter().all(|mail| mail.data.is_empty()), "no message was sent");
+}
+
+#[test]
+fn the_smtp_digest_cannot_connect_outside_its_tcp_grant() {
+    let server = SmtpServer::start(None);
+    let sandbox = Sandbox::new();
+    // The server moves to the test's port; the grant stays on tcp://127.0.0.1:2525.
+    let env = format!("SMTP_SERVER = \"{}\"", server.addr);
+    declare_bundled(&sandbox, "smtp-digest", &[("SMTP_SERVER = \"127.0.0.1:2525\"", &env)]);
+    let (record, code) = once(&sandbox, "smtp-digest", "digest\n");
+    assert_eq!((record["status"].as_str(), code), (Some("failed"), 1), "{record}");
+    let stderr = record["stderr"].as_str().unwrap();
+    assert!(stderr.contains(&format!("connecting to SMTP_SERVER {}: ", server.addr)), "{stderr}");
+    assert!(record["error"].as_str().unwrap().contains(&format!("denied tcp://{}", server.addr)), "{record}");
+    assert!(server.mails().is_empty(), "no connection reached the server");
 }
 
 #[test]
