@@ -306,7 +306,9 @@ pub fn parse_grant(text: &str) -> Result<Grant, String> {
         other => return Err(format!("has the scheme {other:?}; a grant's scheme is http, https or tcp")),
     };
     if rest.contains(['?', '#', '@']) {
-        return Err("names more than an origin; a grant is scheme://host[:port], without user, query or fragment".into());
+        return Err(
+            "names more than an origin; a grant is scheme://host[:port], without user, query or fragment".into()
+        );
     }
     let (host, port) = split_port(rest)?;
     let port = match (port, scheme.default_port()) {
@@ -430,7 +432,11 @@ mod tests {
     #[test]
     fn names_match_names_and_subdomains_only_below() {
         let network = Network {
-            allow: vec![grant("https://api.example.com"), grant("https://*.example.org"), grant("tcp://10.0.0.0/8:5432")],
+            allow: vec![
+                grant("https://api.example.com"),
+                grant("https://*.example.org"),
+                grant("tcp://10.0.0.0/8:5432"),
+            ],
             private: vec![],
             timeouts: Timeouts {
                 connect: DEFAULT_CONNECT_TIMEOUT,
@@ -477,7 +483,8 @@ mod tests {
     fn errors_name_the_field() {
         let file = Path::new("jobs.d/a.toml");
         let bad = |raw: RawNetwork| validate(file, Path::new("jobs.d"), raw).unwrap_err().to_string();
-        let error = bad(RawNetwork { allow: vec!["https://ok.example".into(), "https://x/y".into()], ..Default::default() });
+        let error =
+            bad(RawNetwork { allow: vec!["https://ok.example".into(), "https://x/y".into()], ..Default::default() });
         assert!(error.contains("network.allow[1]") && error.contains("\"https://x/y\""), "{error}");
         let error = bad(RawNetwork { private: vec!["10.0.0.0/33".into()], ..Default::default() });
         assert!(error.contains("network.private[0]"), "{error}");

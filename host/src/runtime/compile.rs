@@ -39,7 +39,8 @@ impl NetworkImports {
         let mut imports = NetworkImports::default();
         for (name, _) in component.component_type().imports(engine) {
             imports.http |= name.starts_with("wasi:http/outgoing-handler");
-            imports.tcp |= name.starts_with("wasi:sockets/tcp-create-socket") || name.starts_with("wasi:sockets/ip-name-lookup");
+            imports.tcp |=
+                name.starts_with("wasi:sockets/tcp-create-socket") || name.starts_with("wasi:sockets/ip-name-lookup");
         }
         imports
     }

@@ -80,11 +80,20 @@ async fn post(webhook: &str, alert: &serde_json::Value, context: &Context) -> Re
         .header("user-agent", format!("wasmcron-webhook ({} run {})", context.job, context.run_id))
         .body(Body::from(body))
         .map_err(|e| format!("ALERT_WEBHOOK is not a usable URL: {e}"))?;
-    let mut response = Client::new().send(request).await.map_err(|error| match error.downcast_ref() {
-        Some(ErrorCode::HttpRequestDenied) => {
-            "the host denied the request to ALERT_WEBHOOK: grant its scheme://host:port in [network] allow".to_owned()
+    let mut response = Client::new().send(request).await.map_err(|error| {
+        if let Some(ErrorCode::HttpRequestDenied) = error.downcast_ref() {
+            return "the host denied the request to ALERT_WEBHOOK: grant its scheme://host:port in [network] allow"
+                .to_owned();
         }
-        _ => format!("posting the alert to ALERT_WEBHOOK failed: {error:#}"),
+        // wstd writes the body before it awaits the answer: when the host refuses the request,
+        // the write may fail first, as a closed stream, and the refusal's code is not seen.
+        let reset = error.downcast_ref::<std::io::Error>().map(std::io::Error::kind);
+        if reset == Some(std::io::ErrorKind::ConnectionReset) {
+            return "the request to ALERT_WEBHOOK was closed while the alert was sent \
+                    (if the host refused it, its note above names the grant to add)"
+                .to_owned();
+        }
+        format!("posting the alert to ALERT_WEBHOOK failed: {error:#}")
     })?;
     let status = response.status();
     if !status.is_success() {

@@ -67,7 +67,10 @@ impl NetGuard {
     /// `[network]`, or no grant for it.
     fn refusal(&self, scheme: Scheme, host: &str, port: u16) -> Option<String> {
         match &self.network {
-            None => Some(format!("the job has no [network] table; add [network] allow = [\"{}://{host}:{port}\"]", scheme.as_str())),
+            None => Some(format!(
+                "the job has no [network] table; add [network] allow = [\"{}://{host}:{port}\"]",
+                scheme.as_str()
+            )),
             Some(network) if network.grant_for(scheme, host, port).is_none() => {
                 Some(format!("not granted; add \"{}://{host}:{port}\" to [network] allow", scheme.as_str()))
             }
