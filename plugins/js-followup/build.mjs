@@ -10,7 +10,7 @@ const { component } = await componentize({
   sourcePath: here("app.js"),
   witWorld: await readFile(here("../../sdk/wit/job.wit"), "utf8"),
   worldName: "job",
-  // No network in the sandbox: leave out the fetch and HTTP support.
+  // This job needs no network: leave out fetch (see js-cache for a job that uses it).
   disableFeatures: ["http", "fetch-event"],
 });
 await mkdir(here("build"), { recursive: true });

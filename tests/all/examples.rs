@@ -1,6 +1,7 @@
 //! The bundled `jobs.d` and the example plugins, one or more per language
-//! (Rust, C, Zig, AssemblyScript, Python, JavaScript): everything checks,
-//! and every bundled job runs to its expected result.
+//! (Rust, C, Zig, AssemblyScript, Python, JavaScript, Go): everything
+//! checks, and every bundled job runs to its expected result (those that
+//! reach other systems, against the test's own servers, in `reaching`).
 
 use crate::support::{describe, guests, repo_root, text, wasmcron};
 
@@ -14,8 +15,23 @@ fn bundled_jobs_pass_check() {
     let state = tempfile::tempdir().unwrap();
     let output = bundled(&["check"], state.path());
     assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
-    for job in ["alert", "as-check", "c-report", "heartbeat", "js-followup", "py-prune", "report", "tidy", "zig-alert"]
-    {
+    let jobs = [
+        "alert",
+        "as-check",
+        "c-report",
+        "go-logs",
+        "heartbeat",
+        "js-cache",
+        "js-followup",
+        "py-prune",
+        "py-rest",
+        "report",
+        "smtp-digest",
+        "tidy",
+        "webhook",
+        "zig-alert",
+    ];
+    for job in jobs {
         assert!(text(&output.stdout).contains(&format!("ok     {job}")), "{}", describe(&output));
     }
 }

@@ -20,6 +20,7 @@ mod metrics;
 mod network;
 mod openapi;
 mod operations;
+mod reaching;
 mod reload;
 mod scaffold;
 mod scheduler;

@@ -70,6 +70,11 @@ fn javascript() {
 }
 
 #[test]
+fn go() {
+    scaffold("go", "Go (run");
+}
+
+#[test]
 fn a_bad_name_is_refused_with_the_rule() {
     let sandbox = Sandbox::new();
     let output = sandbox.wasmcron(&["new", "Bad Name", "--lang", "c"]).output().unwrap();

@@ -27,6 +27,8 @@ pub enum Lang {
     Python,
     /// JavaScript, job world (componentize-js).
     Javascript,
+    /// Go, as a WASI command (GOOS=wasip1 GOARCH=wasm).
+    Go,
 }
 
 #[derive(Debug, clap::Args)]
@@ -58,6 +60,7 @@ fn template(lang: Lang) -> &'static [(&'static str, &'static str)] {
         Lang::Assemblyscript => files!("assemblyscript": "package.json", "assembly/index.ts", "build.sh"),
         Lang::Python => files!("python": "app.py", "build.sh"),
         Lang::Javascript => files!("javascript": "app.js", "package.json", "build.mjs", "build.sh"),
+        Lang::Go => files!("go": "go.mod", "main.go", "build.sh"),
     }
 }
 

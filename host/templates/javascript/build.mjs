@@ -8,7 +8,8 @@ const { component } = await componentize({
   sourcePath: here("app.js"),
   witWorld: await readFile(here("wit/job.wit"), "utf8"),
   worldName: "job",
-  // The sandbox has no network: leave out fetch and HTTP.
+  // No network: leave out fetch. To use fetch, drop "http" here and grant
+  // its destination in the declaration's [network] (docs/writing-jobs.md).
   disableFeatures: ["http", "fetch-event"],
 });
 await mkdir(here("build"), { recursive: true });

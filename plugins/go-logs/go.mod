@@ -1,0 +1,3 @@
+module wasmcron.example/go-logs
+
+go 1.27
