@@ -16,6 +16,7 @@ mod http;
 mod kernel;
 mod memory;
 mod observe;
+mod outbound;
 mod report;
 mod sandbox;
 mod suite;
@@ -49,6 +50,9 @@ struct Args {
     /// The SHA-256 kernel built to wasm, for the `kernel` section.
     #[arg(long, value_name = "FILE", default_value = "plugins/target/wasm32-wasip1/release/hash-kernel.wasm")]
     kernel: PathBuf,
+    /// The test probe built as a component, for the `outbound` section.
+    #[arg(long, value_name = "FILE", default_value = "tests/guests/target/wasm32-wasip2/release/probe.wasm")]
+    probe: PathBuf,
     /// The `wasmcron` binary whose `wasmcron run` the `memory` and
     /// `trigger` sections measure [default: `wasmcron` beside this program].
     #[arg(long, value_name = "PATH")]
@@ -85,6 +89,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         sections: if args.only.is_empty() { Section::ALL.to_vec() } else { args.only },
         quick: args.quick,
         kernel: args.kernel,
+        probe: args.probe,
         wasmcron,
         concurrency: args.concurrency.iter().map(|&n| usize::from(n)).collect(),
     };

@@ -18,7 +18,8 @@
 //! over 1 to 64 connections, and trigger → start at a steady 1,000 a
 //! second, beside a bare axum handler answering 202, the HTTP floor), and
 //! `history` (the API's run list over 100,000 recorded runs, by each
-//! filter the dashboard uses).
+//! filter the dashboard uses), and `outbound` (one HTTP request from a
+//! guest over wasi:http, beside the same request made natively).
 //!
 //! Peers outside this process (the `wasmtime` CLI and a native process per
 //! run) are measured by `cargo xtask bench`, which runs this suite too.
@@ -30,7 +31,7 @@ use std::time::Duration;
 use wasmcron::runtime::Runtime;
 
 use crate::report::{Figure, Report};
-use crate::{daemon, floor, history, kernel, memory, sandbox, trigger};
+use crate::{daemon, floor, history, kernel, memory, outbound, sandbox, trigger};
 
 /// A trivial WASI command: writes "ok\n" to stdout and returns. The peers
 /// of `cargo xtask bench` run the same file.
@@ -60,6 +61,7 @@ pub enum Section {
     Floor,
     Trigger,
     History,
+    Outbound,
 }
 
 impl Section {
@@ -68,7 +70,7 @@ impl Section {
         clap::ValueEnum::to_possible_value(&self).map(|v| v.get_name().to_owned()).unwrap_or_default()
     }
 
-    pub const ALL: [Section; 10] = [
+    pub const ALL: [Section; 11] = [
         Section::Throughput,
         Section::Lateness,
         Section::Cancel,
@@ -79,6 +81,7 @@ impl Section {
         Section::Floor,
         Section::Trigger,
         Section::History,
+        Section::Outbound,
     ];
 }
 
@@ -91,6 +94,8 @@ pub struct Options {
     pub quick: bool,
     /// The SHA-256 kernel compiled to wasm (`plugins/build.sh hash-kernel`).
     pub kernel: PathBuf,
+    /// The test probe built as a component, for `outbound`.
+    pub probe: PathBuf,
     /// The `wasmcron` binary, for the sections that start a `wasmcron run` child.
     pub wasmcron: PathBuf,
     /// Concurrency caps for `throughput`, instead of the defaults.
@@ -133,6 +138,8 @@ pub(crate) struct Sizes {
     pub paced_seconds: Duration,
     /// Runs recorded for the `history` section's run list.
     pub history_runs: usize,
+    /// HTTP requests a guest makes in one run of the `outbound` section.
+    pub outbound_requests: usize,
 }
 
 fn full() -> Sizes {
@@ -153,6 +160,7 @@ fn full() -> Sizes {
         paced_rate: 1000,
         paced_seconds: Duration::from_secs(10),
         history_runs: 100_000,
+        outbound_requests: 2_000,
     }
 }
 
@@ -174,6 +182,7 @@ fn quick() -> Sizes {
         paced_rate: 1000,
         paced_seconds: Duration::from_millis(300),
         history_runs: 2_000,
+        outbound_requests: 20,
     }
 }
 
@@ -204,6 +213,7 @@ pub fn run(options: &Options, mut progress: impl FnMut(Section)) -> anyhow::Resu
             Section::Floor => floor::compare(&runtime, sizes)?,
             Section::Trigger => trigger::measure(sizes, &options.wasmcron)?,
             Section::History => history::measure(sizes, &options.wasmcron)?,
+            Section::Outbound => outbound::compare(&runtime, sizes, &options.probe)?,
         };
         report.figures.extend(figures);
     }
@@ -231,6 +241,14 @@ fn check_setup(options: &Options, sections: &[Section]) -> Result<(), Setup> {
             "the kernel section needs the SHA-256 kernel built to wasm, and {} is not there: build it with \
              `plugins/build.sh hash-kernel` in the repository, pass --kernel FILE, or pick other sections with --only",
             options.kernel.display()
+        )));
+    }
+    if sections.contains(&Section::Outbound) && !options.probe.is_file() {
+        return Err(Setup(format!(
+            "the outbound section needs the test probe built as a component, and {} is not there: build it with \
+             `cargo build --release --target wasm32-wasip2 --manifest-path tests/guests/Cargo.toml`, pass --probe FILE, \
+             or pick other sections with --only",
+            options.probe.display()
         )));
     }
     let child = sections.iter().find(|s| matches!(s, Section::Memory | Section::Trigger | Section::History));

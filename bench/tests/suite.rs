@@ -11,7 +11,7 @@ use std::sync::OnceLock;
 
 use serde_json::Value;
 
-const FIGURES: [&str; 22] = [
+const FIGURES: [&str; 25] = [
     "throughput.c1",
     "throughput.best",
     "per_run.end_to_end",
@@ -34,6 +34,9 @@ const FIGURES: [&str; 22] = [
     "per_run.sandbox_ratio",
     "per_run.record",
     "per_run.end_to_end_ratio",
+    "outbound.native",
+    "outbound.guest",
+    "outbound.ratio",
 ];
 
 /// The `trigger` section's figures (with `--quick`, connections 1 and 4).
@@ -101,6 +104,25 @@ fn kernel() -> &'static Path {
     })
 }
 
+/// The test probe built as a component, for the outbound section (once
+/// per test run).
+fn probe() -> &'static Path {
+    static PROBE: OnceLock<PathBuf> = OnceLock::new();
+    PROBE.get_or_init(|| {
+        let root = repo_root();
+        let target = Command::new("rustup").args(["target", "add", "wasm32-wasip2"]).output().expect("running rustup");
+        assert!(target.status.success(), "adding the wasm32-wasip2 target failed:\n{}", describe(&target));
+        let output = Command::new("cargo")
+            .args(["build", "--quiet", "--release", "--target", "wasm32-wasip2", "--manifest-path"])
+            .arg(root.join("tests/guests/Cargo.toml"))
+            .env_remove("CARGO_TARGET_DIR")
+            .output()
+            .expect("running cargo");
+        assert!(output.status.success(), "building the probe failed:\n{}", describe(&output));
+        root.join("tests/guests/target/wasm32-wasip2/release/probe.wasm")
+    })
+}
+
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
@@ -152,6 +174,8 @@ fn quick_suite_reports_every_section() {
         .current_dir(repo_root())
         .args(["--quick", "--json", "--kernel"])
         .arg(kernel())
+        .arg("--probe")
+        .arg(probe())
         .arg("--wasmcron")
         .arg(wasmcron())
         .output()

@@ -75,6 +75,11 @@ pub fn bench(args: &[String]) -> Result<()> {
     eprintln!("xtask: building the SHA-256 kernel");
     run(Command::new("rustup").args(["target", "add", "wasm32-wasip1"]).stdout(Stdio::null()))?;
     run(Command::new("bash").arg(root.join("plugins/build.sh")).arg("hash-kernel"))?;
+    eprintln!("xtask: building the test probe as a component (the outbound section's guest)");
+    run(Command::new("cargo")
+        .args(["build", "--quiet", "--release", "--target", "wasm32-wasip2", "--manifest-path"])
+        .arg(root.join("tests/guests/Cargo.toml"))
+        .env_remove("CARGO_TARGET_DIR"))?;
     let native = out.join("trivial");
     run(Command::new("rustc").args(["-O", "-o"]).arg(&native).arg(root.join("bench/trivial.rs")))?;
 

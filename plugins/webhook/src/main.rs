@@ -33,7 +33,7 @@ fn main() {
             return Ok(());
         }
         let webhook = std::env::var("ALERT_WEBHOOK")
-            .map_err(|_| "ALERT_WEBHOOK is not set: declare the webhook's URL in the job's env (or secrets)")?;
+            .map_err(|_| "ALERT_WEBHOOK is not set: declare the webhook's URL in the job's [secrets]")?;
         let alert = serde_json::json!({
             "text": format!("{}: p95 latency {p95:.1} ms is above {threshold:.1} ms", context.job),
             "job": context.job,

@@ -13,6 +13,8 @@
 //!   http URL [CONNECT_MS FIRST_BYTE_MS]
 //!                     GET URL over wasi:http (components only), following
 //!                     up to 5 redirects; print each hop's status, then the body
+//!   http-repeat N URL GET URL N times over wasi:http, each on a new
+//!                     connection, expecting 200 (the outbound benchmark)
 //!   tcp HOST PORT LINE connect over wasi:sockets, send LINE, print the reply line
 
 use std::io::Write;
@@ -67,6 +69,12 @@ fn main() {
                 };
                 wstd::runtime::block_on(http::get(arg(2)?, timeouts))?
             }
+            #[cfg(all(target_os = "wasi", target_env = "p2"))]
+            "http-repeat" => {
+                let times: usize = arg(2)?.parse()?;
+                wstd::runtime::block_on(http::repeat(times, arg(3)?))?;
+                println!("{times} ok");
+            }
             "tcp" => {
                 use std::io::{BufRead, Write};
                 let mut stream = std::net::TcpStream::connect((arg(2)?, arg(3)?.parse::<u16>()?))?;
@@ -110,5 +118,18 @@ mod http {
             return Ok(());
         }
         Err("more than 5 redirects".into())
+    }
+
+    pub async fn repeat(times: usize, url: &str) -> Result<(), Error> {
+        let client = Client::new();
+        for _ in 0..times {
+            let request = Request::get(url).body(Body::empty())?;
+            let response = client.send(request).await.map_err(|e| format!("GET {url}: {e:?}"))?;
+            if response.status() != 200 {
+                return Err(format!("GET {url} answered {}", response.status()).into());
+            }
+            response.into_body().contents().await.map_err(|e| format!("reading {url}: {e:?}"))?;
+        }
+        Ok(())
     }
 }
