@@ -89,13 +89,14 @@ async fn send(
     // caller to keep driving while the guest reads the body.
     let driver = tokio::spawn(async move { connection.await.map_err(Error::from) });
     let io: IoFuture = Box::new(async move { driver.await.unwrap_or(Ok(())) });
+    let request = request.map(|body| Outgoing(Some(body)));
     let response = tokio::time::timeout(timeouts.first_byte, sender.send_request(request))
         .await
         .map_err(|_| Error::ConnectionReadTimeout)??;
     Ok((response.map(|body| Paced::new(body, timeouts.between_bytes).boxed_unsync()), io))
 }
 
-type Connection = hyper::client::conn::http1::Connection<TokioIo<Box<dyn Stream>>, WasiBody>;
+type Connection = hyper::client::conn::http1::Connection<TokioIo<Box<dyn Stream>>, Outgoing>;
 
 /// Checks the destination of `uri` and opens a connection to it: the
 /// grant, the host's own name lookup, the addresses, TCP, TLS, HTTP/1.1.
@@ -103,7 +104,7 @@ async fn open(
     guard: &NetGuard,
     uri: &http::Uri,
     options: Option<RequestOptions>,
-) -> Result<(hyper::client::conn::http1::SendRequest<WasiBody>, Connection, Timeouts), Error> {
+) -> Result<(hyper::client::conn::http1::SendRequest<Outgoing>, Connection, Timeouts), Error> {
     let to = destination(uri)?;
     if let Some(reason) = guard.refusal(to.scheme, &to.host, to.port) {
         guard.deny(to.to_string(), &reason);
@@ -140,7 +141,7 @@ async fn open(
     };
     let (sender, connection) = tokio::time::timeout(
         timeouts.connect,
-        hyper::client::conn::http1::Builder::new().handshake::<_, WasiBody>(TokioIo::new(stream)),
+        hyper::client::conn::http1::Builder::new().handshake::<_, Outgoing>(TokioIo::new(stream)),
     )
     .await
     .map_err(|_| Error::ConnectionTimeout)??;
@@ -157,8 +158,13 @@ const UNSENT_BODY_MAX: usize = 1 << 20;
 /// the body before it awaits the response would otherwise see its body
 /// stream break, and never learn why (`http-request-denied`, a TLS error).
 async fn unsent(request: http::Request<WasiBody>, error: Error) -> Error {
-    let mut body = request.into_body();
-    let drain = async {
+    drain(request.into_body()).await;
+    error
+}
+
+/// Reads what is left of a guest's request body and drops it, within bounds.
+async fn drain(mut body: WasiBody) {
+    let rest = async {
         let mut read = 0;
         while let Some(Ok(frame)) = body.frame().await {
             read += frame.data_ref().map_or(0, Bytes::len);
@@ -167,8 +173,45 @@ async fn unsent(request: http::Request<WasiBody>, error: Error) -> Error {
             }
         }
     };
-    let _ = tokio::time::timeout(UNSENT_BODY_WAIT, drain).await;
-    error
+    let _ = tokio::time::timeout(UNSENT_BODY_WAIT, rest).await;
+}
+
+/// A guest's request body on its way to the server. hyper drops a request
+/// body once the response has come, and a server may answer before it has
+/// read the whole request (an empty one included): the rest of the body is
+/// then drained, so the guest's writes and `finish` still succeed and it
+/// goes on to read the response.
+struct Outgoing(Option<WasiBody>);
+
+impl Body for Outgoing {
+    type Data = Bytes;
+    type Error = Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
+        match self.0.as_mut() {
+            Some(body) => Pin::new(body).poll_frame(cx),
+            None => Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.0.as_ref().is_none_or(Body::is_end_stream)
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.0.as_ref().map(Body::size_hint).unwrap_or_default()
+    }
+}
+
+impl Drop for Outgoing {
+    fn drop(&mut self) {
+        if let Some(body) = self.0.take()
+            && !body.is_end_stream()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(drain(body));
+        }
+    }
 }
 
 /// The guest's timeouts, none longer than the declared caps; the caps where
