@@ -196,7 +196,12 @@ fn a_host_not_granted_is_denied() {
     let sandbox = Sandbox::new();
     // 127.0.0.1 is granted on another port, and `localhost` not at all.
     let granted = format!("http://127.0.0.1:{}", server.port + 1);
-    probe(&sandbox, "port", &["http", &format!("http://127.0.0.1:{}/", server.port)], &loopback(&[granted.clone()]));
+    probe(
+        &sandbox,
+        "port",
+        &["http", &format!("http://127.0.0.1:{}/", server.port)],
+        &loopback(std::slice::from_ref(&granted)),
+    );
     probe(&sandbox, "name", &["http", &format!("http://localhost:{}/", server.port)], &loopback(&[granted]));
     let (record, all) = run(&sandbox, "port");
     assert_denied(&record, &all, &format!("http://127.0.0.1:{}", server.port));
@@ -278,7 +283,7 @@ fn timeouts_are_capped_by_the_declaration() {
         &sandbox,
         "capped",
         &["http", &url, "60000", "60000"],
-        &format!("{}timeouts = {{ first_byte = \"1s\" }}\n", loopback(&[grant.clone()])),
+        &format!("{}timeouts = {{ first_byte = \"1s\" }}\n", loopback(std::slice::from_ref(&grant))),
     );
     let (record, all) = run(&sandbox, "capped");
     assert_eq!(record["status"], "failed", "{all}");
