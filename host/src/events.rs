@@ -67,6 +67,9 @@ pub enum HostEvent {
     /// `count` scheduled fires of `job` were recorded `missed` (outside
     /// its catch-up policy or window), now that their record is durable.
     FiresMissed { job: String, count: u64 },
+    /// A run of `job` was refused `count` distinct destinations by its
+    /// `[network]` grants.
+    NetworkDenied { job: String, count: u64 },
 }
 
 impl RunEvent {

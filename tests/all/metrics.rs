@@ -16,7 +16,7 @@ use wasmcron::record::{RunRecord, RunStatus, Trigger};
 
 use crate::api::Api;
 use crate::daemon::Host;
-use crate::support::{ECHO, Sandbox, all_runs, describe, fixture, sleeper, toolchains, wait_for};
+use crate::support::{ECHO, Sandbox, all_runs, describe, fixture, guests, sleeper, toml_path, toolchains, wait_for};
 
 /// Reads a scrape on stdin with `prometheus_client.parser` and prints its
 /// samples as JSON.
@@ -315,4 +315,28 @@ fn a_restart_counts_the_runs_it_abandoned_the_fires_it_missed_and_reloads() {
     assert_eq!(scrape.get("wasmcron_job_paused", &[("job", "broken")]), None, "a job that never loaded");
     let log = second.stop();
     assert!(log.contains("run abandoned"), "{log}");
+}
+
+#[test]
+fn destinations_refused_by_the_grants_are_counted_by_job() {
+    toolchains();
+    let sandbox = Sandbox::new();
+    let probe = toml_path(&guests().probe_p2);
+    // Two destinations outside the grant, one run each, and the host warns at start.
+    sandbox.declare("nosy", &format!("module = {probe}\nargs = [\"http\", \"http://10.255.255.1:81/\"]\n"));
+    let host = Host::start(&sandbox, &[]);
+    let api = Api::ready(&sandbox, &host);
+    let first = api.trigger("nosy", b"");
+    let second = api.trigger("nosy", b"");
+    settled(&sandbox, "nosy");
+    for id in [first, second] {
+        let run = api.get(&format!("/api/v1/runs/{id}")).body;
+        assert_eq!(run["status"], "failed", "{run}");
+        assert!(run["error"].as_str().unwrap().contains("network: denied http://10.255.255.1:81"), "{run}");
+    }
+    let scrape = api.scrape();
+    scrape.promtool_check();
+    assert_eq!(scrape.value("wasmcron_network_denied_total", &[("job", "nosy")]), 2.0);
+    let log = host.stop();
+    assert!(log.contains("imports wasi:http, but") && log.contains("grants no http:// or https://"), "{log}");
 }

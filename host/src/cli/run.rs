@@ -103,6 +103,11 @@ pub fn run(globals: &Globals, args: Args) -> anyhow::Result<ExitCode> {
         tracing::error!("{error}");
         reported.insert(error.job().to_owned(), error.to_string());
     }
+    for job in &registry.jobs {
+        for warning in job.network_warnings() {
+            tracing::warn!(job = %job.spec.name, "{warning}");
+        }
+    }
     if let Err(error) = tokio.block_on(store.record_loads(registry.loads(), Utc::now())) {
         // Only what `wasmcron jobs` shows without a host is behind; the
         // scheduler rides out a failing store on its own.

@@ -106,6 +106,7 @@ pub struct Metrics {
     in_progress: Family<JobLabel, Gauge>,
     rejected: Family<ReasonLabel, Counter>,
     missed: Family<JobLabel, Counter>,
+    network_denied: Family<JobLabel, Counter>,
     skipped: Family<JobLabel, Counter>,
     store_errors: Counter,
     reloads: Family<ResultLabel, Counter>,
@@ -145,6 +146,12 @@ impl Metrics {
             "Scheduled fires recorded missed (outside the catch-up policy or window), by job",
             missed.clone(),
         );
+        let network_denied = Family::default();
+        registry.register(
+            "network_denied",
+            "Outbound destinations a job's runs were refused by its [network] grants (each distinct one once a run), by job",
+            network_denied.clone(),
+        );
         let skipped = Family::default();
         registry.register(
             "skipped_fires",
@@ -180,6 +187,7 @@ impl Metrics {
             in_progress,
             rejected,
             missed,
+            network_denied,
             skipped,
             store_errors,
             reloads,
@@ -263,6 +271,9 @@ impl Observer for Metrics {
             }
             HostEvent::FiresMissed { job, count } => {
                 self.missed.get_or_create(&JobLabel::of(job)).inc_by(*count);
+            }
+            HostEvent::NetworkDenied { job, count } => {
+                self.network_denied.get_or_create(&JobLabel::of(job)).inc_by(*count);
             }
         }
     }

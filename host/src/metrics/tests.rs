@@ -96,6 +96,7 @@ fn host_events_move_their_counters() {
     metrics.observe_host(&HostEvent::Reloaded { failed: false });
     metrics.observe_host(&HostEvent::Reloaded { failed: true });
     metrics.observe_host(&HostEvent::FiresMissed { job: "nightly".into(), count: 130 });
+    metrics.observe_host(&HostEvent::NetworkDenied { job: "webhook".into(), count: 2 });
     metrics.http_request("/api/v1/runs/{id}", 404);
     assert_eq!(value(&metrics, r#"wasmcron_trigger_rejected_total{reason="queue_full"}"#), Some(2.0));
     assert_eq!(value(&metrics, r#"wasmcron_trigger_rejected_total{reason="payload_too_large"}"#), Some(1.0));
@@ -104,6 +105,7 @@ fn host_events_move_their_counters() {
     assert_eq!(value(&metrics, r#"wasmcron_reloads_total{result="ok"}"#), Some(1.0));
     assert_eq!(value(&metrics, r#"wasmcron_reloads_total{result="failed"}"#), Some(1.0));
     assert_eq!(value(&metrics, r#"wasmcron_missed_fires_total{job="nightly"}"#), Some(130.0));
+    assert_eq!(value(&metrics, r#"wasmcron_network_denied_total{job="webhook"}"#), Some(2.0));
     let http = r#"wasmcron_http_requests_total{route="/api/v1/runs/{id}",status="404"}"#;
     assert_eq!(value(&metrics, http), Some(1.0));
     let build = value(&metrics, &format!(r#"wasmcron_build_info{{version="{}"}}"#, env!("CARGO_PKG_VERSION")));
@@ -165,6 +167,7 @@ fn every_metric_the_docs_name_is_one_the_host_serves() {
     metrics.observe_host(&HostEvent::StoreFailed);
     metrics.observe_host(&HostEvent::Reloaded { failed: false });
     metrics.observe_host(&HostEvent::FiresMissed { job: "daily".into(), count: 1 });
+    metrics.observe_host(&HostEvent::NetworkDenied { job: "daily".into(), count: 1 });
     metrics.http_request("/api/v1/jobs", 200);
     let daily =
         JobView { name: "daily".into(), module_sha256: Some("ab".into()), next_fire: Some(due), ..JobView::default() };

@@ -65,6 +65,8 @@ pub struct RunReport {
     pub stdout: Vec<u8>,
     pub stderr: Vec<u8>,
     pub output_dropped: u64,
+    /// Destinations (`scheme://host:port`) the network grants refused, sorted.
+    pub network_denied: Vec<String>,
 }
 
 impl Runtime {
@@ -99,11 +101,12 @@ impl Runtime {
             Ok((builder, _secrets)) => execute(compiled, builder, job, context, &stderr, &net, control).await,
             Err(error) => (RunOutcome::Failed { exit_code: None, error }, None),
         };
-        let outcome = note_denials(outcome, &net.denied());
+        let network_denied = net.denied();
+        let outcome = note_denials(outcome, &network_denied);
         let outcome = secrets::redact_outcome(outcome, redactor.as_deref());
         let (stdout, out_dropped) = stdout.take();
         let (stderr, err_dropped) = stderr.take();
-        RunReport { outcome, fuel_used, stdout, stderr, output_dropped: out_dropped + err_dropped }
+        RunReport { outcome, fuel_used, stdout, stderr, output_dropped: out_dropped + err_dropped, network_denied }
     }
 }
 

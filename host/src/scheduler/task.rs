@@ -9,7 +9,7 @@ use tokio::sync::mpsc;
 
 use crate::clock::Clock;
 use crate::config::JobSpec;
-use crate::events::{Events, RunEvent, Stage};
+use crate::events::{Events, HostEvent, RunEvent, Stage};
 use crate::record::RunStatus;
 use crate::runtime::{CompiledJob, JobHost, RunContext, RunControl, RunOutcome, RunReport, Runtime};
 use crate::store::{Finished, PendingRun, Store, StoreError};
@@ -80,6 +80,10 @@ impl RunTask {
         };
         let report = runtime.run(&compiled, &spec, &context, &control).await;
         let ended_at = clock.now();
+        if !report.network_denied.is_empty() {
+            let count = report.network_denied.len() as u64;
+            events.note(HostEvent::NetworkDenied { job: spec.name.clone(), count });
+        }
         let (outcome, finished) = finished(report, ended_at);
         events.emit(|| event(Stage::Ended, ended_at, outcome.status()));
         let unrecorded = match store.finish_run(run.id, finished.clone()).await {
