@@ -15,7 +15,7 @@ use serde::Serialize;
 use super::Globals;
 use crate::config::{self, JobSpec};
 use crate::registry;
-use crate::runtime::{CompiledJob, RunContext, RunControl, RunOutcome, Runtime};
+use crate::runtime::{CompiledJob, CredentialDirs, RunContext, RunControl, RunOutcome, Runtime};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -74,7 +74,8 @@ fn job_bench(globals: &Globals, job: &str, args: Args) -> anyhow::Result<ExitCod
         Some(path) => std::fs::read(path).with_context(|| format!("--payload {}", path.display()))?,
         None => Vec::new(),
     };
-    let runtime = Runtime::new()?;
+    // Its secrets are read as a host's runs read them.
+    let runtime = Runtime::new()?.with_credentials(CredentialDirs::from_env(&globals.state));
     let bytes = registry::read_module(&spec).map_err(anyhow::Error::msg)?;
     let started = Instant::now();
     let (declared, _) = registry::compile(&runtime, &spec, &bytes, None).map_err(anyhow::Error::msg)?;
