@@ -185,7 +185,7 @@ fn quick_suite_reports_every_section() {
     assert_eq!(report["quick"], true);
     check_report(&report);
     // Progress goes to stderr, one line per section.
-    assert_eq!(text(&output.stderr).lines().filter(|l| l.starts_with("wasmcron-bench: ")).count(), 10);
+    assert_eq!(text(&output.stderr).lines().filter(|l| l.starts_with("wasmcron-bench: ")).count(), 11);
 
     // For people: a Markdown table with the machine on top.
     let output = bench().args(["--quick", "--only", "floor,cancel"]).output().unwrap();
