@@ -154,6 +154,13 @@ impl Network {
         }
     }
 
+    /// The ports of the `tcp://` grants naming `host` (a name as a guest
+    /// looked it up).
+    pub fn tcp_ports_for_name<'a>(&'a self, host: &str) -> impl Iterator<Item = u16> + 'a {
+        let host = host.trim_end_matches('.').to_ascii_lowercase();
+        self.allow.iter().filter(move |g| g.covers_name(Scheme::Tcp, &host, g.port)).map(|g| g.port)
+    }
+
     /// Whether any grant uses `scheme`.
     pub fn grants(&self, scheme: Scheme) -> bool {
         self.allow.iter().any(|g| g.scheme == scheme)

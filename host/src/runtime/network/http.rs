@@ -279,10 +279,7 @@ fn tls_config(network: &Network) -> Result<Arc<rustls::ClientConfig>, String> {
         Ok(Arc::new(config))
     };
     match &network.ca {
-        None => match WEB.get() {
-            Some(config) => Ok(config.clone()),
-            None => Ok(WEB.get_or_init(|| build(Vec::new()).expect("the web roots make a valid config")).clone()),
-        },
+        None => Ok(WEB.get_or_init(|| build(Vec::new()).expect("the web roots make a valid config")).clone()),
         Some(path) => build(read_ca(path)?),
     }
 }

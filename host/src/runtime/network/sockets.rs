@@ -65,21 +65,13 @@ impl NetGuard {
 
     /// Whether a guest may look `name` up: a `tcp://` grant names it.
     fn may_look_up(&self, name: &str) -> bool {
-        let name = name.trim_end_matches('.').to_ascii_lowercase();
-        self.network.as_ref().is_some_and(|network| {
-            network.allow.iter().filter(|g| g.scheme == Scheme::Tcp).any(|g| g.covers_name(Scheme::Tcp, &name, g.port))
-        })
+        self.network.as_ref().is_some_and(|network| network.tcp_ports_for_name(name).next().is_some())
     }
 
     /// Remembers that a lookup of `name` answered `ip`, for the ports its grants name.
     fn remember(&self, name: &str, ip: IpAddr) {
         let Some(network) = &self.network else { return };
-        let name = name.trim_end_matches('.').to_ascii_lowercase();
-        let ports = network
-            .allow
-            .iter()
-            .filter(|g| g.scheme == Scheme::Tcp && g.covers_name(Scheme::Tcp, &name, g.port))
-            .map(|g| g.port);
+        let ports = network.tcp_ports_for_name(name);
         self.resolved.lock().unwrap().entry(ip.to_canonical()).or_default().extend(ports);
     }
 }
