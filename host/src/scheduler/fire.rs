@@ -8,7 +8,7 @@ use super::Scheduler;
 use crate::config::Overlap;
 use crate::events::{RunEvent, Stage};
 use crate::record::{RunStatus, Trigger};
-use crate::store::{self, NewRun};
+use crate::store::{self, FireRecorded, NewRun, SharedOverlap};
 
 impl Scheduler {
     /// The overlap policy's answer to a fire of `job`.
@@ -23,7 +23,7 @@ impl Scheduler {
             (true, Overlap::Queue) => Action::Queue,
             (true, Overlap::Replace) => Action::Replace,
         };
-        Some(Fire { job: job.to_owned(), nominal, action })
+        Some(Fire { job: job.to_owned(), nominal, action, shared: SharedOverlap::Allow })
     }
 
     /// Writes the fires' rows (one store round trip), then acts on them.
@@ -39,6 +39,7 @@ impl Scheduler {
                     Action::Skip(why) => Some(why.to_owned()),
                     _ => None,
                 },
+                shared: fire.shared,
             })
             .collect();
         let recorded = match self.store.record_fires(rows, now).await {
@@ -55,8 +56,15 @@ impl Scheduler {
         let recorded_at = self.clock.now();
         for (fire, id) in fires.into_iter().zip(recorded) {
             let Some(slot) = self.jobs.get_mut(&fire.job) else { continue };
-            slot.paused = id.is_none();
-            let Some(id) = id else { continue };
+            let id = match id {
+                FireRecorded::Run(id) => id,
+                FireRecorded::Paused => {
+                    slot.paused = true;
+                    continue;
+                }
+                FireRecorded::Taken => continue,
+            };
+            slot.paused = false;
             let status = match fire.action {
                 Action::Skip(_) => RunStatus::Skipped,
                 _ => RunStatus::Pending,
@@ -114,4 +122,5 @@ pub(super) struct Fire {
     job: String,
     nominal: DateTime<Utc>,
     action: Action,
+    shared: SharedOverlap,
 }

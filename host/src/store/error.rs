@@ -39,6 +39,10 @@ pub enum StoreError {
         "no state database at {path}; start the host (`wasmcron run`) or run a job (`wasmcron once JOB`) first, or pass --state DIR or --store URL"
     )]
     Missing { path: PathBuf },
+    #[error(
+        "run {id} is no longer this host's: its lease lapsed and another host took it over, so this attempt's result is discarded"
+    )]
+    Superseded { id: i64 },
     #[error("the store has stopped")]
     Closed,
 }

@@ -4,18 +4,25 @@
 //! means the record survives a crash of the process.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::{Cancelled, CatchUp, Finished, Fire, FireRecorded, JobState, Load, NewRun, Recovered, Result, Retention};
-use super::{PendingRun, RunQuery};
+use super::{Cluster, PendingRun, RunQuery};
 use crate::record::RunRecord;
 
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Where this store is, for messages: a path or a URL without secrets.
     fn describe(&self) -> String;
+
+    /// The cluster side of a store several hosts share; `None` for a
+    /// store one host owns (SQLite).
+    fn cluster(&self) -> Option<Arc<dyn Cluster>> {
+        None
+    }
 
     // Recording runs.
 
@@ -33,7 +40,8 @@ pub trait Store: Send + Sync + 'static {
     async fn miss_pending(&self, runs: Vec<(i64, String)>, now: DateTime<Utc>) -> Result<()>;
     /// Marks a pending run `running`, with the module version it runs on.
     async fn start_run(&self, id: i64, started_at: DateTime<Utc>, module_sha256: String) -> Result<()>;
-    /// Writes how a run ended.
+    /// Writes how a run ended. On a shared store, only while the run is
+    /// still this host's attempt: `Superseded` once another host rescued it.
     async fn finish_run(&self, id: i64, finished: Finished) -> Result<()>;
     /// Cancels a run that has not started.
     async fn cancel_pending(&self, id: i64, now: DateTime<Utc>) -> Result<Cancelled>;

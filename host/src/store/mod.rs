@@ -11,17 +11,19 @@
 //! This module is a leaf: it stores `record` types and knows nothing of
 //! wasm or schedules.
 
+mod cluster;
 mod error;
 mod interface;
 pub mod sqlite;
 mod types;
 mod url;
 
+pub use cluster::{Claimable, Claimed, Cluster, HostInfo, HostRecord, Rescued};
 pub use error::{FailureKind, Result, StoreError};
 pub use interface::Store;
 pub use types::{
     Cancelled, CatchUp, Finished, Fire, FireRecorded, JobState, KEY_WINDOW, Load, MAX_KEYS_PER_JOB, NewRun, PendingRun,
-    Recovered, Retention, RunQuery,
+    Recovered, Retention, RunQuery, SharedOverlap,
 };
 pub use url::StoreUrl;
 

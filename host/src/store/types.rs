@@ -164,11 +164,34 @@ pub struct Fire {
     pub job: String,
     pub scheduled_for: DateTime<Utc>,
     pub skipped: Option<String>,
+    /// How the fire meets runs of its job on other hosts. One host's
+    /// scheduler has decided already (`Allow`); a shared store decides
+    /// the others with what every host is running.
+    pub shared: SharedOverlap,
 }
 
-/// What recording a fire did: the run's id, or nothing because the job is
-/// paused (its watermark moves on all the same).
-pub type FireRecorded = Option<i64>;
+/// A shared store's overlap verdict on a fire (see `Fire::shared`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SharedOverlap {
+    #[default]
+    Allow,
+    /// Recorded `skipped` if a run of the job is running or waiting.
+    Skip,
+    /// Recorded `skipped` if a run of the job is waiting already (one
+    /// may wait behind the running one).
+    Queue,
+}
+
+/// What recording a fire did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FireRecorded {
+    /// Recorded as this run.
+    Run(i64),
+    /// Not recorded: the job is paused (its watermark moves on all the same).
+    Paused,
+    /// Another host sharing the store recorded this fire first.
+    Taken,
+}
 
 /// One job's catch-up: rows for the fires it missed or will run, and the
 /// watermark up to which its fires are dealt with.

@@ -73,7 +73,7 @@ impl Db {
         for fire in fires {
             self.set_last_fire(&fire.job, fire.scheduled_for)?;
             if self.paused(&fire.job)? {
-                recorded.push(None);
+                recorded.push(FireRecorded::Paused);
                 continue;
             }
             let run = match &fire.skipped {
@@ -82,7 +82,7 @@ impl Db {
                 }
                 None => NewRun::pending(&fire.job, crate::record::Trigger::Schedule, fire.scheduled_for),
             };
-            recorded.push(Some(self.insert_run(&run)?));
+            recorded.push(FireRecorded::Run(self.insert_run(&run)?));
         }
         Ok(recorded)
     }

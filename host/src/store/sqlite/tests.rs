@@ -10,7 +10,7 @@ use rusqlite::Connection;
 use super::schema::MIGRATIONS;
 use super::*;
 use crate::record::{RunStatus, Trigger};
-use crate::store::DATABASE_FILE;
+use crate::store::{DATABASE_FILE, SharedOverlap};
 
 fn at(text: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(text).unwrap().with_timezone(&Utc)
@@ -124,11 +124,14 @@ async fn fires_of_a_paused_job_move_its_watermark_and_record_nothing() {
         job: job.into(),
         scheduled_for: at,
         skipped: skipped.map(str::to_owned),
+        shared: SharedOverlap::Allow,
     };
     let fires = vec![fire("quiet", t1, None), fire("loud", t1, None), fire("loud", t2, Some("busy"))];
     let recorded = store.record_fires(fires, t2).await.unwrap();
-    assert!(recorded[0].is_none() && recorded[1].is_some() && recorded[2].is_some(), "{recorded:?}");
-    let skipped = store.run(recorded[2].unwrap()).await.unwrap().unwrap();
+    let [FireRecorded::Paused, FireRecorded::Run(_), FireRecorded::Run(skipped)] = recorded[..] else {
+        panic!("{recorded:?}")
+    };
+    let skipped = store.run(skipped).await.unwrap().unwrap();
     assert_eq!(
         (skipped.status, skipped.ended_at, skipped.error.as_deref()),
         (RunStatus::Skipped, Some(t2), Some("busy"))
