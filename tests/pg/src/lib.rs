@@ -12,6 +12,7 @@
 //! root (`initdb` refuses root), and statements are sent with `psql`.
 
 use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
@@ -173,8 +174,12 @@ fn start() -> Server {
         data = data.display(),
         dir = dir.display(),
     );
+    // Its own process group, so a Ctrl-C to the tests does not end it
+    // before it has stopped the server; never waited for, by design.
+    #[allow(clippy::zombie_processes)]
     Command::new("sh")
         .args(["-c", &stop])
+        .process_group(0)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
