@@ -112,8 +112,7 @@ fn running_on(url: &str, id: &str) -> usize {
 }
 
 #[test]
-fn three_hosts_on_one_database_record_every_fire_once_and_finish_every_trigger_through_kill_pause_and_lost_sessions()
-{
+fn three_hosts_on_one_database_record_every_fire_once_and_finish_every_trigger_through_kill_pause_and_lost_sessions() {
     let url = wasmcron_test_pg::server().fresh_database();
     let a = join(&url, "a", None);
     let b = join(&url, "b", None);
@@ -162,7 +161,8 @@ fn three_hosts_on_one_database_record_every_fire_once_and_finish_every_trigger_t
         accepted
             .iter()
             .map(|first| {
-                let mut chain = vec![rows.iter().find(|r| r.id == *first).expect("an accepted run is recorded").clone()];
+                let mut chain =
+                    vec![rows.iter().find(|r| r.id == *first).expect("an accepted run is recorded").clone()];
                 while let Some(next) = by_parent.get(&chain.last().unwrap().id) {
                     chain.push((*next).clone());
                 }
@@ -212,8 +212,7 @@ fn three_hosts_on_one_database_record_every_fire_once_and_finish_every_trigger_t
     for pair in in_window.windows(2) {
         assert_eq!(pair[1] - pair[0], 1000, "a fire is missing between {} and {} ms", pair[0], pair[1]);
     }
-    let not_run: Vec<_> =
-        in_window.iter().flat_map(|ms| &fires[ms]).filter(|row| row.status != "succeeded").collect();
+    let not_run: Vec<_> = in_window.iter().flat_map(|ms| &fires[ms]).filter(|row| row.status != "succeeded").collect();
     assert!(not_run.is_empty(), "fires in the window that did not run: {not_run:?}");
 
     // Every accepted trigger ends in exactly one success; what was

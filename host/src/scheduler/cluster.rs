@@ -18,8 +18,8 @@ use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
 use super::timer::TimerKind;
-use crate::clock::Clock;
 use super::{JobSlot, Scheduler};
+use crate::clock::Clock;
 use crate::config::{JobSpec, Overlap};
 use crate::events::RunEvent;
 use crate::record::RunStatus;
