@@ -14,7 +14,13 @@ const COARSE_SLACK: std::time::Duration = std::time::Duration::from_millis(2);
 #[derive(Debug, Clone)]
 pub enum Clock {
     System,
-    Virtual { origin: DateTime<Utc>, started: Instant },
+    /// The system clock set off by a fixed amount: a host whose clock is
+    /// wrong, for the cluster tests (`WASMCRON_CLOCK_SKEW`, seconds).
+    Skewed(chrono::Duration),
+    Virtual {
+        origin: DateTime<Utc>,
+        started: Instant,
+    },
 }
 
 impl Clock {
@@ -23,9 +29,20 @@ impl Clock {
         Clock::Virtual { origin, started: Instant::now() }
     }
 
+    /// The system clock, or one set off by `WASMCRON_CLOCK_SKEW` seconds
+    /// (a test knob: it makes a host's clock wrong on purpose).
+    pub fn from_env() -> Result<Clock, String> {
+        let Ok(text) = std::env::var("WASMCRON_CLOCK_SKEW") else { return Ok(Clock::System) };
+        let seconds: i64 = text.trim().trim_start_matches('+').parse().map_err(|_| {
+            format!("WASMCRON_CLOCK_SKEW={text:?}: not a whole number of seconds; write e.g. 180 or -180, or unset it")
+        })?;
+        Ok(Clock::Skewed(chrono::Duration::seconds(seconds)))
+    }
+
     pub fn now(&self) -> DateTime<Utc> {
         match self {
             Clock::System => Utc::now(),
+            Clock::Skewed(by) => Utc::now() + *by,
             Clock::Virtual { origin, started } => {
                 *origin + chrono::Duration::from_std(started.elapsed()).unwrap_or(chrono::Duration::MAX)
             }

@@ -46,9 +46,35 @@ pub struct Args {
     /// Age after which runs that did not succeed are pruned.
     #[arg(long, default_value = "90d", value_parser = duration)]
     pub keep_failed_for: Duration,
+    /// On a shared (PostgreSQL) store: how long a claimed run holds without
+    /// its lease renewed (every third of it). A host silent for longer,
+    /// paused or cut off, loses its runs to the others and stops them.
+    #[arg(long, default_value = "30s", value_parser = lease)]
+    pub lease: Duration,
+    /// On a shared store: this host's name in the hosts table.
+    /// Default: the machine's host name and this process's id.
+    #[arg(long, env = "WASMCRON_HOST_NAME")]
+    pub host_name: Option<String>,
     /// How long file changes must settle before jobs are reloaded.
     #[arg(long, default_value = "75ms", value_parser = duration)]
     pub debounce: Duration,
+}
+
+/// `--lease`: long enough for a renewal a third of the way through to
+/// survive a slow round trip.
+fn lease(text: &str) -> Result<Duration, String> {
+    let lease = duration(text)?;
+    if lease < Duration::from_secs(3) {
+        return Err(format!("{text:?} is too short for a lease; give 3s or more (the default is 30s)"));
+    }
+    Ok(lease)
+}
+
+/// `HOSTNAME-PID`: tells apart hosts on one machine, as in the tests.
+fn default_host_name() -> String {
+    let machine = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let machine = machine.trim();
+    format!("{}-{}", if machine.is_empty() { "wasmcron" } else { machine }, std::process::id())
 }
 
 /// How long requests in progress may take once the host has stopped.
@@ -132,6 +158,8 @@ pub fn run(globals: &Globals, args: Args) -> anyhow::Result<ExitCode> {
             max_age: args.keep_for,
             failed_max_age: args.keep_failed_for,
         },
+        lease: args.lease,
+        host_name: args.host_name.clone().unwrap_or_else(default_host_name),
     };
     let reload = ReloadConfig {
         jobs_dir: globals.jobs.clone(),
@@ -140,7 +168,11 @@ pub fn run(globals: &Globals, args: Args) -> anyhow::Result<ExitCode> {
         module_folders: registry.module_folders,
         reported,
     };
-    let (scheduler, handle) = Scheduler::new(runtime, store.clone(), Clock::System, config, registry.jobs);
+    let clock = Clock::from_env().map_err(anyhow::Error::msg)?;
+    if let Clock::Skewed(by) = clock {
+        tracing::warn!(skew_s = by.num_seconds(), "WASMCRON_CLOCK_SKEW: this host's clock is set off on purpose");
+    }
+    let (scheduler, handle) = Scheduler::new(runtime, store.clone(), clock, config, registry.jobs);
     let (closing, closed) = watch::channel(false);
     let (scheduler, state) = ApiState::observing(scheduler, handle, store, tokens, closed.clone());
     let mut scheduler = scheduler.with_reload(reload);

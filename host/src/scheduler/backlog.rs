@@ -178,6 +178,9 @@ impl Scheduler {
         while let Some((run_id, finished)) = self.backlog.outcomes.front().cloned() {
             match self.store.finish_run(run_id, finished.clone()).await {
                 Ok(()) => {}
+                Err(StoreError::Superseded { id }) => {
+                    tracing::warn!(run_id = id, "a held outcome is discarded: another host took the run over");
+                }
                 Err(error) if error.is_full() && !(finished.stdout.is_empty() && finished.stderr.is_empty()) => {
                     let (_, held) = self.backlog.outcomes.front_mut().expect("just read");
                     let before = held.weight();

@@ -14,6 +14,11 @@ impl Scheduler {
     /// The overlap policy's answer to a fire of `job`.
     pub(super) fn decide(&mut self, job: &str, nominal: DateTime<Utc>) -> Option<Fire> {
         let slot = self.jobs.get_mut(job)?;
+        if self.member.is_some() {
+            // The store decides, seeing every host's runs.
+            let shared = super::cluster::shared_overlap(slot.spec.overlap);
+            return Some(Fire { job: job.to_owned(), nominal, action: Action::Start, shared });
+        }
         let action = match (slot.busy(), slot.spec.overlap) {
             (false, _) | (true, Overlap::Allow) => Action::Start,
             (true, Overlap::Skip) => Action::Skip("the previous run was still going (overlap = \"skip\")"),

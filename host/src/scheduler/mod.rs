@@ -13,6 +13,7 @@
 //! actor holds what it could not write and retries (see `backlog`).
 
 mod backlog;
+mod cluster;
 mod commands;
 mod fire;
 mod handle;
@@ -61,6 +62,11 @@ pub struct SchedulerConfig {
     /// How long shutdown waits for running guests before cancelling them.
     pub grace: Duration,
     pub retention: Retention,
+    /// On a shared store: how long a claim holds without renewal. A host
+    /// renews at a third of it; one silent for longer loses its runs.
+    pub lease: Duration,
+    /// On a shared store: this host's name in the hosts table.
+    pub host_name: String,
 }
 
 impl Default for SchedulerConfig {
@@ -70,6 +76,8 @@ impl Default for SchedulerConfig {
             max_queued: 10_000,
             grace: Duration::from_secs(15),
             retention: Retention::default(),
+            lease: Duration::from_secs(30),
+            host_name: "wasmcron".to_owned(),
         }
     }
 }
@@ -95,11 +103,14 @@ struct JobSlot {
     paused_reason: Option<String>,
     /// Why the job's newest files failed to load (this version stays).
     load_error: Option<String>,
+    /// The sha256 of the declaration in service, for hosts to compare.
+    declaration: String,
 }
 
 impl JobSlot {
     fn new(job: LoadedJob, generation: u64) -> Self {
         JobSlot {
+            declaration: cluster::declaration_digest(&job.spec),
             spec: Arc::new(job.spec),
             compiled: job.compiled,
             generation,
@@ -165,6 +176,8 @@ pub struct Scheduler {
     watchdog: Option<(Duration, Arc<dyn Liveness>)>,
     /// Beats from the loop, once it runs.
     heartbeat: Option<watchdog::Heartbeat>,
+    /// One host of several on a shared store (see `cluster`).
+    member: Option<cluster::Member>,
 }
 
 impl Scheduler {
@@ -184,6 +197,7 @@ impl Scheduler {
         let (view, view_out) = watch::channel(JobsView { queue, ..JobsView::default() });
         let handle = Handle { commands: commands_in, view: view_out };
         let job_host = Arc::new(StoreJobHost { store: store.clone(), queue: Queue::Scheduler(handle.clone()) });
+        let member = store.cluster().map(|c| cluster::Member::new(c, config.lease, config.host_name.clone()));
         let jobs_count = jobs.len() as u64;
         let jobs = jobs
             .into_iter()
@@ -221,6 +235,7 @@ impl Scheduler {
             draining: false,
             watchdog: None,
             heartbeat: None,
+            member,
         };
         (scheduler, handle)
     }
@@ -260,11 +275,15 @@ impl Scheduler {
             return Ok(()); // stopped while the store kept failing
         }
         self.add_timer(self.clock.now() + chrono::Duration::from_std(PRUNE_EVERY)?, TimerKind::Prune);
+        if self.member.is_some() {
+            self.add_timer(self.clock.now(), TimerKind::Poll);
+        }
         if let Some(reload) = &mut self.reload {
             reload.start()?;
         }
         self.heartbeat = self.watchdog.take().map(|(every, liveness)| watchdog::Heartbeat::new(every, liveness));
         loop {
+            self.claim().await;
             self.dispatch();
             self.publish_view();
             let next = self.timers.peek().map(|timer| timer.at);
@@ -278,6 +297,7 @@ impl Scheduler {
                 Some(event) = reload::next_event(&mut self.reload) => self.on_reload_event(event).await,
                 Some(command) = self.commands.recv() => self.on_command(command).await,
                 Some(accepted) = self.accepted.recv() => self.on_accepted(accepted, true),
+                () = cluster::woken(&mut self.member) => self.want_claim(),
                 () = async move {
                     match next {
                         Some(at) => clock.sleep_until(at).await,
@@ -317,6 +337,7 @@ impl Scheduler {
         let now = self.clock.now();
         let mut fires = Vec::new();
         let mut store_retry = false;
+        let mut poll = false;
         while self.timers.peek().is_some_and(|timer| timer.at <= now) {
             let Timer { kind, .. } = self.timers.pop().expect("peeked");
             match kind {
@@ -336,6 +357,7 @@ impl Scheduler {
                 TimerKind::Start(run) => self.make_ready(run),
                 TimerKind::StoreRetry => store_retry = true,
                 TimerKind::View => self.view_timer = false,
+                TimerKind::Poll => poll = true,
                 TimerKind::Prune => {
                     let (retention, store, events) = (self.config.retention, self.store.clone(), self.events.clone());
                     tokio::spawn(async move {
@@ -356,6 +378,9 @@ impl Scheduler {
         }
         if store_retry {
             self.retry_store().await;
+        }
+        if poll {
+            self.on_poll().await;
         }
     }
 }

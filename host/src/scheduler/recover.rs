@@ -47,10 +47,23 @@ impl Scheduler {
     }
 
     async fn try_recover(&mut self) -> Result<(), StoreError> {
+        self.sync_clock().await?;
         let now = self.clock.now();
         let attempts: BTreeMap<String, u32> =
             self.jobs.iter().map(|(name, slot)| (name.clone(), slot.spec.retry.attempts)).collect();
-        let recovered = self.store.recover(now, attempts).await?;
+        let recovered = match &self.member {
+            // Other hosts' runs are theirs: only lapsed leases are ended,
+            // and pending runs wait in the store to be claimed.
+            Some(member) => {
+                let rescued = member.cluster.rescue(attempts).await?;
+                self.triggered_waiting = rescued.triggered_waiting;
+                store::Recovered { abandoned: rescued.abandoned, pending: Vec::new() }
+            }
+            None => self.store.recover(now, attempts).await?,
+        };
+        // In a cluster, the latest fires are the timers' (on every host):
+        // the catch-up stops short of them (see `cluster::SETTLE`).
+        let settled = if self.member.is_some() { now - super::cluster::SETTLE } else { now };
         for run in &recovered.abandoned {
             tracing::warn!(job = %run.job, run_id = run.id, "run abandoned: the host stopped during it");
             self.events.emit(|| {
@@ -75,7 +88,7 @@ impl Scheduler {
         let names = self.jobs.keys().cloned().collect();
         self.last_runs =
             self.store.last_outcomes(names).await?.iter().map(|run| (run.job.clone(), LastRun::from(run))).collect();
-        self.catch_up_with(now, None, Why::HostDown, &states).await?;
+        self.catch_up_with(settled, None, Why::HostDown, &states).await?;
         self.end_episode();
         let (missed, pending): (Vec<_>, Vec<_>) =
             recovered.pending.into_iter().partition(|run| self.missed_while_down(run, now).is_some());
@@ -96,7 +109,7 @@ impl Scheduler {
         }
         let names: Vec<String> = self.jobs.keys().cloned().collect();
         for job in names {
-            self.schedule_next(&job, now);
+            self.schedule_next(&job, settled);
         }
         Ok(())
     }

@@ -209,6 +209,7 @@ impl Scheduler {
         let reschedule = match self.jobs.get_mut(&name) {
             Some(slot) => {
                 let changed = timing(&slot.spec) != timing(&job.spec);
+                slot.declaration = super::cluster::declaration_digest(&job.spec);
                 slot.spec = Arc::new(job.spec);
                 slot.compiled = job.compiled;
                 slot.load_error = None;

@@ -32,6 +32,10 @@ impl Scheduler {
     }
 
     pub(super) fn make_ready(&mut self, run: PendingRun) {
+        if self.member.is_some() {
+            // It waits in the shared store; whichever host claims it first runs it.
+            return self.want_claim();
+        }
         if let Some(slot) = self.jobs.get_mut(&run.job) {
             slot.waiting += 1;
             self.view_changed = true;
@@ -39,6 +43,13 @@ impl Scheduler {
         } else {
             tracing::warn!(job = %run.job, run_id = run.id, "pending run of a job that is not loaded; it stays pending");
             self.left_waiting(&run);
+        }
+    }
+
+    /// Claims at the loop's next turn (on a shared store): a run may be due.
+    pub(super) fn want_claim(&mut self) {
+        if let Some(member) = &mut self.member {
+            member.wanted = true;
         }
     }
 
@@ -74,6 +85,10 @@ impl Scheduler {
                 control,
                 job_host: self.job_host.clone(),
                 events: self.events.clone(),
+                lease: self
+                    .member
+                    .as_ref()
+                    .map(|member| task::Lease { cluster: member.cluster.clone(), lease: member.lease }),
             };
             tokio::spawn(task.run(self.completed.clone()));
         }
@@ -92,6 +107,11 @@ impl Scheduler {
                 self.store_failed(&error, self.clock.now());
                 self.backlog.hold_unstarted(run);
                 self.arm_store_retry();
+                return;
+            }
+            task::Ended::Superseded => {
+                // Another host has the run now; its own host retries it.
+                self.want_claim();
                 return;
             }
             task::Ended::Ran { outcome, unrecorded } => {
@@ -184,5 +204,6 @@ impl Scheduler {
         }
         self.retry_store().await;
         self.backlog.report_loss();
+        self.leave().await;
     }
 }

@@ -3,6 +3,7 @@
 //! not take, for the scheduler to hold and write later.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use tokio::sync::mpsc;
@@ -12,7 +13,7 @@ use crate::config::JobSpec;
 use crate::events::{Events, HostEvent, RunEvent, Stage};
 use crate::record::RunStatus;
 use crate::runtime::{CompiledJob, JobHost, RunContext, RunControl, RunOutcome, RunReport, Runtime};
-use crate::store::{Finished, PendingRun, Store, StoreError};
+use crate::store::{Cluster, Finished, PendingRun, Store, StoreError};
 
 /// What the scheduler learns when a run task ends.
 #[derive(Debug)]
@@ -32,6 +33,41 @@ pub(super) enum Ended {
     Ran { outcome: RunOutcome, unrecorded: Option<(Finished, StoreError)> },
     /// The run could not be marked `running`, so its guest was not started.
     NotStarted(PendingRun, StoreError),
+    /// On a shared store: the lease lapsed and another host took the run
+    /// over, so the guest was stopped and its result discarded.
+    Superseded,
+}
+
+/// A claimed run's lease, kept alive by its task (on a shared store).
+pub(super) struct Lease {
+    pub cluster: Arc<dyn Cluster>,
+    pub lease: Duration,
+}
+
+impl Lease {
+    /// Renews at a third of the lease until it cannot: resolves once the
+    /// run is another host's (`Superseded`), or once a lease's time has
+    /// passed since the last renewal that got through (the store is out
+    /// of reach, and by now another host may have taken the run over).
+    async fn lost(&self, run_id: i64) -> String {
+        let every = self.lease / 3;
+        let mut renewed = tokio::time::Instant::now();
+        loop {
+            tokio::time::sleep(every).await;
+            match self.cluster.renew(run_id, self.lease).await {
+                Ok(()) => renewed = tokio::time::Instant::now(),
+                Err(StoreError::Superseded { .. }) => return "another host took the run over".to_owned(),
+                Err(error) => {
+                    let since = renewed.elapsed();
+                    if since >= self.lease {
+                        let ms = since.as_millis();
+                        return format!("its lease could not be renewed for {ms} ms ({error})");
+                    }
+                    tracing::warn!(run_id, %error, "could not renew the run's lease; trying again");
+                }
+            }
+        }
+    }
 }
 
 pub(super) struct RunTask {
@@ -44,11 +80,14 @@ pub(super) struct RunTask {
     pub control: RunControl,
     pub job_host: Arc<dyn JobHost>,
     pub events: Events,
+    /// The run was claimed from a shared store: it is `running` already,
+    /// and holds only while this lease is renewed.
+    pub lease: Option<Lease>,
 }
 
 impl RunTask {
     pub async fn run(self, completed: mpsc::UnboundedSender<Completion>) {
-        let RunTask { runtime, store, clock, spec, compiled, run, control, job_host, events } = self;
+        let RunTask { runtime, store, clock, spec, compiled, run, control, job_host, events, lease } = self;
         let started_at = clock.now();
         let (job, run_id, attempt) = (spec.name.clone(), run.id, run.attempt);
         let event = |stage, at, status| RunEvent {
@@ -61,7 +100,9 @@ impl RunTask {
             at,
             status: Some(status),
         };
-        if let Err(error) = store.start_run(run.id, started_at, compiled.sha256.clone()).await {
+        if lease.is_none()
+            && let Err(error) = store.start_run(run.id, started_at, compiled.sha256.clone()).await
+        {
             tracing::debug!(job = %spec.name, run_id, %error, "could not mark the run as running");
             let (payload, ended_at) = (run.payload.clone(), clock.now());
             let ended = Ended::NotStarted(run, error);
@@ -78,7 +119,29 @@ impl RunTask {
             echo: false,
             host: Some(job_host),
         };
-        let report = runtime.run(&compiled, &spec, &context, &control).await;
+        let report = {
+            let guest = runtime.run(&compiled, &spec, &context, &control);
+            tokio::pin!(guest);
+            let kept = async {
+                match &lease {
+                    Some(lease) => lease.lost(run_id).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                report = &mut guest => report,
+                why = kept => {
+                    control.cancel();
+                    let _ = guest.await;
+                    tracing::warn!(job = %spec.name, run_id, attempt, "lease lost: {why}; the guest was stopped and its result discarded");
+                    let ended_at = clock.now();
+                    events.note(HostEvent::LeaseLost { job: spec.name.clone() });
+                    events.emit(|| event(Stage::Ended, ended_at, RunStatus::Abandoned));
+                    let _ = completed.send(Completion { job, run_id, attempt, ended_at, payload: Vec::new(), ended: Ended::Superseded });
+                    return;
+                }
+            }
+        };
         let ended_at = clock.now();
         if !report.network_denied.is_empty() {
             let count = report.network_denied.len() as u64;
@@ -88,6 +151,19 @@ impl RunTask {
         events.emit(|| event(Stage::Ended, ended_at, outcome.status()));
         let unrecorded = match store.finish_run(run.id, finished.clone()).await {
             Ok(()) => None,
+            Err(StoreError::Superseded { .. }) => {
+                tracing::warn!(job = %spec.name, run_id, attempt, "lease lost: another host took the run over; its result is discarded");
+                events.note(HostEvent::LeaseLost { job: spec.name.clone() });
+                let _ = completed.send(Completion {
+                    job,
+                    run_id,
+                    attempt,
+                    ended_at,
+                    payload: context.payload,
+                    ended: Ended::Superseded,
+                });
+                return;
+            }
             Err(error) => Some((finished, error)),
         };
         let duration_ms = (ended_at - started_at).num_milliseconds();

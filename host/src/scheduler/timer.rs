@@ -19,6 +19,8 @@ pub(super) enum TimerKind {
     /// Time to publish a change of the jobs view (see `view`).
     View,
     Prune,
+    /// A cluster tick: heartbeat, rescue, claim (see `cluster`).
+    Poll,
 }
 
 /// A heap entry, ordered so the earliest (then the first added) pops first.

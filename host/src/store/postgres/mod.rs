@@ -16,6 +16,7 @@
 //! cluster side ([`Cluster`](crate::store::Cluster), in `cluster.rs`)
 //! claims, renews and rescues runs with the fences this store remembers.
 
+mod cluster;
 mod jobs;
 mod kv;
 mod notify;
@@ -37,8 +38,8 @@ use tokio_postgres::error::SqlState;
 
 use crate::record::RunRecord;
 use crate::store::{
-    Cancelled, CatchUp, FailureKind, Finished, Fire, FireRecorded, JobState, Load, NewRun, PendingRun, Recovered,
-    Result, Retention, RunQuery, Store, StoreError,
+    Cancelled, CatchUp, Cluster, FailureKind, Finished, Fire, FireRecorded, JobState, Load, NewRun, PendingRun,
+    Recovered, Result, Retention, RunQuery, Store, StoreError,
 };
 
 /// Connections the pool holds at most: the hot path's few concurrent
@@ -259,7 +260,9 @@ impl Store for PgStore {
         self.describe.clone()
     }
 
-    // TODO(lead): `Some(Arc::new(self.clone()))` once `cluster.rs` (impl Cluster for PgStore) lands.
+    fn cluster(&self) -> Option<Arc<dyn Cluster>> {
+        Some(Arc::new(self.clone()))
+    }
 
     async fn record_fires(&self, fires: Vec<Fire>, now: DateTime<Utc>) -> Result<Vec<FireRecorded>> {
         self.fires(fires, now).await
