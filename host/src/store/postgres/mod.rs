@@ -17,6 +17,8 @@
 //! claims, renews and rescues runs with the fences this store remembers.
 
 mod cluster;
+#[cfg(test)]
+mod cluster_tests;
 mod jobs;
 mod kv;
 mod notify;
@@ -167,8 +169,17 @@ impl PgStore {
     }
 
     /// A PostgreSQL error as the host sees it: where, what kind, and the cause.
+    ///
+    /// A lost connection rarely goes alone (a restarted server, a
+    /// `pg_terminate_backend` of every session): the idle ones are dropped
+    /// too, so that the next operations connect afresh instead of each
+    /// finding out on a dead connection of its own.
     pub(super) fn error(&self, source: tokio_postgres::Error) -> StoreError {
-        StoreError::Backend { store: self.describe.clone(), kind: kind(&source), source: Box::new(source) }
+        let kind = kind(&source);
+        if kind == FailureKind::Io {
+            self.pool.retain(|_, _| false);
+        }
+        StoreError::Backend { store: self.describe.clone(), kind, source: Box::new(source) }
     }
 
     pub(super) fn corrupt(&self, id: i64, field: &'static str, value: impl std::fmt::Debug) -> StoreError {
