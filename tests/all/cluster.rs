@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use crate::api::Api;
 use crate::daemon::Host;
-use crate::support::{Sandbox, fixture, sleeper, wait_for};
+use crate::support::{Sandbox, describe, fixture, sleeper, versioned, wait_for};
 
 /// How long a claim holds here: short, so the test sees leases lapse.
 const LEASE: &str = "3s";
@@ -119,7 +119,7 @@ fn running_on(url: &str, id: &str) -> usize {
 
 #[test]
 fn three_hosts_on_one_database_record_every_fire_once_and_finish_every_trigger_through_kill_pause_and_lost_sessions() {
-    let url = wasmcron_test_pg::server().fresh_database();
+    let url = server_database();
     let a = join(&url, "a", None);
     let b = join(&url, "b", None);
     // Two and a half minutes fast: it must fire when the others do.
@@ -130,11 +130,12 @@ fn three_hosts_on_one_database_record_every_fire_once_and_finish_every_trigger_t
     });
     let window_start = database_now(&url);
 
-    // Long runs first, so that every host holds some; then a burst of
-    // short ones, accepted by two hosts: any host may run them.
+    // Long runs first, so that a holds some; then a burst of short ones,
+    // accepted by two hosts: any host may run them.
     let mut accepted = Vec::new();
     for _ in 0..6 {
-        let answer = c.api.post("/api/v1/jobs/long/trigger", b"");
+        // The host that accepts a trigger claims it at once if it has room.
+        let answer = a.api.post("/api/v1/jobs/long/trigger", b"");
         assert_eq!(answer.status, 202, "{}", answer.text);
         accepted.push(answer.body["id"].as_i64().unwrap());
     }
@@ -217,7 +218,7 @@ fn three_hosts_on_one_database_record_every_fire_once_and_finish_every_trigger_t
         fires.entry((row.scheduled_for * 1000.0).round() as i64).or_default().push(row);
     }
     let doubles: Vec<_> = fires.iter().filter(|(_, rows)| rows.len() > 1).collect();
-    assert!(doubles.is_empty(), "fires recorded more than once: {doubles:?}");
+    assert!(doubles.is_empty(), "{} fires recorded more than once, the first: {:?}", doubles.len(), doubles.first());
     let in_window: Vec<i64> = fires
         .keys()
         .copied()
@@ -265,4 +266,81 @@ fn three_hosts_on_one_database_record_every_fire_once_and_finish_every_trigger_t
     // And the hosts never ran one fire twice: the fast host too.
     let hosts_seen: BTreeSet<&str> = rows.iter().filter(|r| r.job == "tick").map(|r| r.host.as_str()).collect();
     assert!(hosts_seen.len() >= 2, "fires ran on several hosts: {hosts_seen:?}");
+}
+
+/// A host with one job, `echo`, whose module prints its version `tag`.
+fn serving(url: &str, name: &str, tag: &str) -> Member {
+    let sandbox = Sandbox::new();
+    std::fs::write(sandbox.jobs().join("echo.wat"), versioned(tag, 0)).unwrap();
+    sandbox.declare("echo", &format!("# {tag}\n"));
+    let args = ["--store", url, "--lease", LEASE, "--host-name", name];
+    let host = Host::start(&sandbox, &args);
+    let api = Api::ready(&sandbox, &host);
+    let id = api.get("/api/v1/hosts").body["this_host"].as_str().unwrap().to_owned();
+    Member { sandbox, host, api, id }
+}
+
+#[test]
+fn hosts_on_different_versions_are_reported_and_only_the_version_in_service_runs_and_the_cli_reads_the_database() {
+    let url = server_database();
+    let old = serving(&url, "old", "v1");
+    // Loaded last: v2 is the version in service.
+    let new = serving(&url, "new", "v2");
+    wait_for("both hosts to show", Duration::from_secs(20), || {
+        let hosts = old.api.get("/api/v1/hosts").body;
+        hosts["hosts"].as_array().unwrap().iter().filter(|host| host["alive"] == true).count() == 2
+    });
+    let hosts = old.api.get("/api/v1/hosts").body;
+    let disagreements = hosts["disagreements"].as_array().unwrap();
+    let what: BTreeSet<&str> = disagreements.iter().map(|d| d["what"].as_str().unwrap()).collect();
+    assert_eq!(what, BTreeSet::from(["module", "declaration"]), "{hosts}");
+    assert!(disagreements.iter().all(|d| d["job"] == "echo" && d["hosts"].as_object().unwrap().len() == 2));
+
+    // Accepted by the old host, run by the new one only.
+    let ids: Vec<i64> = (0..8)
+        .map(|_| {
+            let answer = old.api.post("/api/v1/jobs/echo/trigger", b"");
+            assert_eq!(answer.status, 202, "{}", answer.text);
+            answer.body["id"].as_i64().unwrap()
+        })
+        .collect();
+    let served_by = |name: &str| {
+        let host = hosts["hosts"].as_array().unwrap().iter().find(|host| host["name"] == name).unwrap();
+        host["modules"]["echo"].as_str().unwrap().to_owned()
+    };
+    let (v1, v2) = (served_by("old"), served_by("new"));
+    assert_ne!(v1, v2);
+    for id in &ids {
+        let run = old.api.wait_status(*id, |status| status == "succeeded", Duration::from_secs(30));
+        assert_eq!(run["module_sha256"], v2.as_str(), "{run}");
+    }
+    let ran_on: BTreeSet<String> =
+        rows(&url).iter().filter(|row| ids.contains(&row.id)).map(|row| row.host.clone()).collect();
+    assert_eq!(ran_on, BTreeSet::from([new.id.clone()]), "only the host on the version in service claims");
+
+    // The CLI reads the shared database with the same --store, host or no host.
+    let cli = |args: &[&str]| {
+        let output = old.sandbox.wasmcron(args).args(["--store", &url]).output().unwrap();
+        assert!(output.status.success(), "{args:?}: {}", describe(&output));
+        String::from_utf8(output.stdout).unwrap()
+    };
+    let listed: Vec<serde_json::Value> = serde_json::from_str(&cli(&["runs", "--job", "echo", "--json"])).unwrap();
+    assert_eq!(listed.len(), ids.len());
+    assert_eq!(cli(&["logs", &ids[0].to_string()]), "v2 start\nv2 end\n");
+    assert!(cli(&["jobs"]).contains("echo"));
+    drop((old.api, new.api));
+    old.host.stop();
+    new.host.stop();
+    let hosts = wasmcron_test_pg::execute(&url, "SELECT count(*) FROM hosts");
+    assert_eq!(hosts.trim(), "0", "hosts that stop cleanly leave the hosts table");
+    let (record, code) = {
+        let output = old.sandbox.wasmcron(&["once", "echo", "--json", "--store", &url]).output().unwrap();
+        (serde_json::from_slice::<serde_json::Value>(&output.stdout).unwrap(), output.status.code())
+    };
+    assert_eq!((code, &record["status"]), (Some(0), &serde_json::json!("succeeded")), "{record}");
+    assert_eq!(rows(&url).iter().filter(|row| row.job == "echo").count(), ids.len() + 1, "once recorded its run there");
+}
+
+fn server_database() -> String {
+    wasmcron_test_pg::server().fresh_database()
 }

@@ -52,8 +52,8 @@ pub struct Claimable {
     /// version most recently put in service by any host (`record_loads`),
     /// so during a rolling reload the hosts on the old version wait.
     pub module_sha256: String,
-    /// At most one run of the job at a time, across hosts (overlap other
-    /// than `allow`): no claim while one runs anywhere.
+    /// The job's fires run one at a time across hosts (overlap other than
+    /// `allow`): a fire is not claimed while a run of the job runs anywhere.
     pub serial: bool,
 }
 

@@ -23,24 +23,25 @@ const FORGET_AFTER: &str = "10 minutes";
 /// Claims due pending runs of the jobs this host serves at the version in
 /// service, oldest due first, locking as it goes and skipping rows other
 /// hosts are locking (inside a CTE, so the update touches exactly the rows
-/// locked). A serial job (overlap other than `allow`) gets at most one run
-/// per claim, and none while one of its runs is running anywhere.
+/// locked). A fire of a serial job (overlap other than `allow`) is claimed
+/// one per claim, and not while a run of the job is running anywhere;
+/// its other runs (triggers, retries) are not held back, as on one host.
 const CLAIM: &str = "
 WITH wanted AS (
     SELECT w.job, w.sha, w.serial
     FROM unnest($1::text[], $2::text[], $3::bool[]) AS w(job, sha, serial)
     JOIN jobs j ON j.job = w.job AND (j.module_sha256 IS NULL OR j.module_sha256 = w.sha)
 ), locked AS (
-    SELECT r.id, r.job, w.serial
+    SELECT r.id, r.job, w.serial AND r.fire AS serial
     FROM runs r JOIN wanted w ON w.job = r.job
     WHERE r.status = 'pending' AND r.scheduled_for <= now()
-      AND NOT (w.serial AND EXISTS (SELECT 1 FROM runs o WHERE o.job = r.job AND o.status = 'running'))
+      AND NOT (w.serial AND r.fire AND EXISTS (SELECT 1 FROM runs o WHERE o.job = r.job AND o.status = 'running'))
     ORDER BY r.scheduled_for, r.id
     LIMIT $4
     FOR UPDATE OF r SKIP LOCKED
 ), picked AS (
     SELECT l.id FROM locked l
-    WHERE NOT l.serial OR l.id = (SELECT min(m.id) FROM locked m WHERE m.job = l.job)
+    WHERE NOT l.serial OR l.id = (SELECT min(m.id) FROM locked m WHERE m.job = l.job AND m.serial)
 )
 UPDATE runs r
 SET status = 'running', host_id = $5, fence = r.fence + 1, started_at = now(),

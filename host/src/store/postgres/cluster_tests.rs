@@ -13,7 +13,7 @@ use wasmcron_test_pg::{execute, server};
 use super::PgStore;
 use crate::record::{RunStatus, Trigger};
 use crate::store::suite::finished;
-use crate::store::{Claimable, Cluster, HostInfo, Load, NewRun, Store, StoreError};
+use crate::store::{Claimable, Cluster, Fire, HostInfo, Load, NewRun, SharedOverlap, Store, StoreError};
 
 const LEASE: Duration = Duration::from_secs(30);
 
@@ -81,16 +81,32 @@ async fn hosts_claiming_at_once_never_share_a_run_and_only_due_runs_of_the_versi
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_serial_job_runs_one_at_a_time_across_hosts() {
+async fn a_serial_jobs_fires_run_one_at_a_time_across_hosts_and_its_triggers_are_not_held_back() {
     let url = server().fresh_database();
     let (one, two) = (open(&url).await, open(&url).await);
     load(&one, "nightly", "v1").await;
-    pending(&one, "nightly", 3).await;
+    let due = Utc::now() - chrono::TimeDelta::minutes(5);
+    let fires = (0..3)
+        .map(|n| Fire {
+            job: "nightly".into(),
+            scheduled_for: due + chrono::TimeDelta::seconds(n),
+            skipped: None,
+            shared: SharedOverlap::Allow,
+        })
+        .collect();
+    one.record_fires(fires, Utc::now()).await.unwrap();
+    let triggered: BTreeSet<i64> = pending(&one, "nightly", 2).await.into_iter().collect();
     let first = one.claim(vec![claimable("nightly", "v1", true)], 10, LEASE).await.unwrap();
-    assert_eq!(first.len(), 1, "one run of a serial job per claim");
+    let fires_claimed: Vec<_> = first.iter().filter(|claim| claim.run.trigger == Trigger::Schedule).collect();
+    assert_eq!(fires_claimed.len(), 1, "one fire of a serial job per claim: {first:?}");
+    let others: BTreeSet<i64> =
+        first.iter().filter(|claim| claim.run.trigger == Trigger::Manual).map(|claim| claim.run.id).collect();
+    assert_eq!(others, triggered, "triggered runs are not held back by overlap, as on one host");
     let none = two.claim(vec![claimable("nightly", "v1", true)], 10, LEASE).await.unwrap();
-    assert!(none.is_empty(), "none while one runs on another host: {none:?}");
-    one.finish_run(first[0].run.id, finished(RunStatus::Succeeded, Utc::now())).await.unwrap();
+    assert!(none.is_empty(), "no fire while a run of the job runs on another host: {none:?}");
+    for claim in &first {
+        one.finish_run(claim.run.id, finished(RunStatus::Succeeded, Utc::now())).await.unwrap();
+    }
     assert_eq!(two.claim(vec![claimable("nightly", "v1", true)], 10, LEASE).await.unwrap().len(), 1);
 }
 
