@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use crate::api::Api;
 use crate::daemon::Host;
+use crate::dashboard::harness::{Browser, Driver};
 use crate::support::{Sandbox, describe, fixture, sleeper, versioned, wait_for};
 
 /// How long a claim holds here: short, so the test sees leases lapse.
@@ -295,6 +296,7 @@ fn hosts_on_different_versions_are_reported_and_only_the_version_in_service_runs
     let what: BTreeSet<&str> = disagreements.iter().map(|d| d["what"].as_str().unwrap()).collect();
     assert_eq!(what, BTreeSet::from(["module", "declaration"]), "{hosts}");
     assert!(disagreements.iter().all(|d| d["job"] == "echo" && d["hosts"].as_object().unwrap().len() == 2));
+    the_dashboard_shows_the_hosts(&old);
 
     // Accepted by the old host, run by the new one only.
     let ids: Vec<i64> = (0..8)
@@ -343,4 +345,21 @@ fn hosts_on_different_versions_are_reported_and_only_the_version_in_service_runs
 
 fn server_database() -> String {
     wasmcron_test_pg::server().fresh_database()
+}
+
+/// The dashboard's jobs page, in a real browser, lists both hosts and the
+/// job they disagree on.
+fn the_dashboard_shows_the_hosts(member: &Member) {
+    let driver = Driver::start(&member.sandbox);
+    let profile = tempfile::tempdir().unwrap();
+    member.api.runtime.block_on(async {
+        let browser = Browser::open(&driver, &member.api.base, profile.path()).await;
+        browser.log_in(&member.api.admin).await;
+        browser.wait_text("[data-testid=hosts]", |text| text.contains("2 of 2 alive")).await;
+        assert_eq!(browser.count("[data-testid=hosts] tr[data-host]").await, 2);
+        let note = browser.wait_for("[data-testid=disagreement]").await;
+        assert!(note.contains("echo") && note.contains("old") && note.contains("new"), "{note}");
+        browser.screenshot("cluster-hosts").await;
+        browser.client.clone().close().await.unwrap();
+    });
 }

@@ -4,7 +4,7 @@
 //! DOM with a generous deadline, never by sleeping; each page it visits
 //! is saved as a PNG in `target/dashboard/` for people to look at.
 
-mod harness;
+pub mod harness;
 
 use fantoccini::Locator;
 use serde_json::{Value, json};

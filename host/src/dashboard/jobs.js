@@ -101,10 +101,55 @@ function storeNote(view) {
   return problems;
 }
 
+/** The hosts sharing the store, when it is shared (PostgreSQL); nothing on one host. */
+function hostsPanel(hosts) {
+  if (!hosts?.shared) return null;
+  const alive = hosts.hosts.filter((host) => host.alive).length;
+  return h(
+    'section',
+    { class: 'hosts', 'aria-labelledby': 'hosts-title', 'data-testid': 'hosts' },
+    h('h2', { id: 'hosts-title' }, 'Hosts'),
+    h('p', { class: 'muted' }, `${alive} of ${hosts.hosts.length} alive, sharing one store`),
+    hosts.disagreements.map((d) =>
+      h(
+        'p',
+        { class: 'warning', role: 'note', 'data-testid': 'disagreement' },
+        h('strong', {}, `${d.job}: `),
+        `the hosts serve different ${d.what === 'module' ? 'module versions' : 'declarations'} (${Object.keys(d.hosts).join(', ')})`,
+      ),
+    ),
+    h(
+      'div',
+      { class: 'table-wrap' },
+      h(
+        'table',
+        { class: 'hosts-table' },
+        h('caption', { class: 'visually-hidden' }, 'Hosts sharing the store'),
+        h('thead', {}, h('tr', {}, ['Host', 'State', 'Last heartbeat', 'Version', 'Jobs'].map((name) => h('th', { scope: 'col' }, name)))),
+        h(
+          'tbody',
+          {},
+          hosts.hosts.map((host) =>
+            h(
+              'tr',
+              { 'data-host': host.id },
+              h('th', { scope: 'row', 'data-label': 'Host' }, host.name, host.id === hosts.this_host ? h('span', { class: 'muted' }, ' (this one)') : null),
+              h('td', { 'data-label': 'State' }, h('span', { class: `status ${host.alive ? 'status-succeeded' : 'status-failed'}` }, host.alive ? 'alive' : 'silent')),
+              h('td', { 'data-label': 'Last heartbeat' }, when(host.heartbeat_at)),
+              h('td', { 'data-label': 'Version' }, host.version),
+              h('td', { 'data-label': 'Jobs' }, String(Object.keys(host.modules).length)),
+            ),
+          ),
+        ),
+      ),
+    ),
+  );
+}
+
 export function jobsList(main) {
   let alive = true;
   const render = async () => {
-    const view = await get('/jobs');
+    const [view, hosts] = await Promise.all([get('/jobs'), get('/hosts').catch(() => null)]);
     const rows = await Promise.all(view.jobs.map(async (job) => [await detail(job), await recent(job.name)]));
     if (!alive) return;
     const failing = view.jobs.filter((job) => job.load_error).length;
@@ -124,6 +169,7 @@ export function jobsList(main) {
           h('tbody', {}, rows.map(([job, runs]) => jobRow(job, runs))),
         ),
       ),
+      hostsPanel(hosts),
     );
   };
   // Each refresh asks for every job's fires and runs: once a second at most.
