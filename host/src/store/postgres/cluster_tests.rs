@@ -52,7 +52,7 @@ async fn hosts_claiming_at_once_never_share_a_run_and_only_due_runs_of_the_versi
     let later = hosts[0].insert_runs(vec![later]).await.unwrap()[0];
 
     let mut claims = tokio::task::JoinSet::new();
-    for host in hosts.iter().cloned() {
+    for host in hosts.clone() {
         claims.spawn(async move {
             let mut mine = Vec::new();
             loop {
