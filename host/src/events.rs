@@ -70,6 +70,10 @@ pub enum HostEvent {
     /// A run of `job` was refused `count` distinct destinations by its
     /// `[network]` grants.
     NetworkDenied { job: String, count: u64 },
+    /// On a shared store: a run of `job` this host was running lost its
+    /// lease to another host, so its guest was stopped and its result
+    /// discarded (the other host retries it).
+    LeaseLost { job: String },
 }
 
 impl RunEvent {

@@ -7,6 +7,7 @@ mod abi;
 mod api;
 mod backup;
 mod cli;
+mod cluster;
 mod commands;
 mod control;
 mod daemon;

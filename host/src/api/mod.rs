@@ -15,6 +15,7 @@ pub mod auth;
 mod dashboard;
 mod error;
 mod events;
+mod hosts;
 mod jobs;
 mod metrics;
 mod runs;
@@ -95,6 +96,7 @@ pub fn routes() -> Vec<(&'static str, &'static str, MethodRouter<ApiState>)> {
         ("POST", "/api/v1/runs/{id}/cancel", post(runs::cancel)),
         ("POST", "/api/v1/runs/{id}/retry", post(runs::retry)),
         ("GET", "/api/v1/events", get(events::stream)),
+        ("GET", "/api/v1/hosts", get(hosts::list)),
         ("GET", "/api/v1/session", get(session::show)),
         ("POST", "/login", post(session::login)),
         ("POST", "/logout", post(session::logout)),

@@ -107,6 +107,7 @@ pub struct Metrics {
     rejected: Family<ReasonLabel, Counter>,
     missed: Family<JobLabel, Counter>,
     network_denied: Family<JobLabel, Counter>,
+    leases_lost: Family<JobLabel, Counter>,
     skipped: Family<JobLabel, Counter>,
     store_errors: Counter,
     reloads: Family<ResultLabel, Counter>,
@@ -152,6 +153,12 @@ impl Metrics {
             "Outbound destinations a job's runs were refused by its [network] grants (each distinct one once a run), by job",
             network_denied.clone(),
         );
+        let leases_lost = Family::default();
+        registry.register(
+            "leases_lost",
+            "Runs this host stopped, their results discarded, because their lease lapsed and another host took them over (a shared store), by job",
+            leases_lost.clone(),
+        );
         let skipped = Family::default();
         registry.register(
             "skipped_fires",
@@ -188,6 +195,7 @@ impl Metrics {
             rejected,
             missed,
             network_denied,
+            leases_lost,
             skipped,
             store_errors,
             reloads,
@@ -274,6 +282,9 @@ impl Observer for Metrics {
             }
             HostEvent::NetworkDenied { job, count } => {
                 self.network_denied.get_or_create(&JobLabel::of(job)).inc_by(*count);
+            }
+            HostEvent::LeaseLost { job } => {
+                self.leases_lost.get_or_create(&JobLabel::of(job)).inc();
             }
         }
     }

@@ -168,6 +168,7 @@ fn every_metric_the_docs_name_is_one_the_host_serves() {
     metrics.observe_host(&HostEvent::Reloaded { failed: false });
     metrics.observe_host(&HostEvent::FiresMissed { job: "daily".into(), count: 1 });
     metrics.observe_host(&HostEvent::NetworkDenied { job: "daily".into(), count: 1 });
+    metrics.observe_host(&HostEvent::LeaseLost { job: "daily".into() });
     metrics.http_request("/api/v1/jobs", 200);
     let daily =
         JobView { name: "daily".into(), module_sha256: Some("ab".into()), next_fire: Some(due), ..JobView::default() };

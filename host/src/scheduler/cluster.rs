@@ -19,6 +19,7 @@ use tokio::sync::watch;
 
 use super::timer::TimerKind;
 use super::{JobSlot, Scheduler};
+use crate::clock::Clock;
 use crate::config::{JobSpec, Overlap};
 use crate::events::RunEvent;
 use crate::record::RunStatus;
@@ -43,12 +44,14 @@ pub(super) struct Member {
     pub wanted: bool,
     /// A heartbeat is being written (one at a time).
     beating: Option<tokio::task::JoinHandle<()>>,
+    /// Ticks so far (see `SYNC_EVERY`).
+    ticks: u32,
 }
 
 impl Member {
     pub fn new(cluster: Arc<dyn Cluster>, lease: Duration, name: String) -> Self {
         let wakeups = cluster.wakeups();
-        Member { cluster, lease, name, wakeups, wanted: true, beating: None }
+        Member { cluster, lease, name, wakeups, wanted: true, beating: None, ticks: 0 }
     }
 }
 
@@ -85,10 +88,52 @@ pub(super) fn declaration_digest(spec: &JobSpec) -> String {
     digest.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
+/// Every how many ticks the clock is set by the database's again.
+const SYNC_EVERY: u32 = 30;
+
+/// How far this host's clock may be from the database's before the
+/// scheduler follows the database's.
+const CLOCK_TOLERANCE: chrono::TimeDelta = chrono::TimeDelta::milliseconds(250);
+
 impl Scheduler {
+    /// Sets the scheduler's clock by the database's, which every host
+    /// shares: a host whose own clock is wrong by minutes still fires each
+    /// fire when the others do, and does not take fires still to come for
+    /// ones it missed. A no-op on one host, or on a virtual clock.
+    pub(super) async fn sync_clock(&mut self) -> Result<(), crate::store::StoreError> {
+        let Some(member) = &self.member else { return Ok(()) };
+        let current = match self.clock {
+            Clock::System => chrono::TimeDelta::zero(),
+            Clock::Skewed(by) => by,
+            Clock::Virtual { .. } => return Ok(()),
+        };
+        let before = chrono::Utc::now();
+        let database = member.cluster.now().await?;
+        let after = chrono::Utc::now();
+        let offset = database - (before + (after - before) / 2);
+        if (offset - current).abs() > CLOCK_TOLERANCE {
+            let offset_ms = offset.num_milliseconds();
+            if offset.abs() > chrono::TimeDelta::seconds(1) {
+                tracing::warn!(offset_ms, "this host's clock is off the database's; firing by the database's clock");
+            } else {
+                tracing::info!(offset_ms, "following the database's clock");
+            }
+            self.clock = Clock::Skewed(offset);
+            self.view_changed = true;
+        }
+        Ok(())
+    }
+
     /// One tick of cluster work: beat, rescue lapsed leases, claim.
     pub(super) async fn on_poll(&mut self) {
         self.add_timer(self.clock.now() + chrono::Duration::from_std(POLL).expect("a second"), TimerKind::Poll);
+        let Some(member) = &mut self.member else { return };
+        member.ticks += 1;
+        if member.ticks % SYNC_EVERY == 0
+            && let Err(error) = self.sync_clock().await
+        {
+            tracing::debug!(%error, "could not read the database's clock");
+        }
         let Some(member) = &mut self.member else { return };
         if member.beating.as_ref().is_none_or(|beat| beat.is_finished()) {
             let info = HostInfo {

@@ -47,6 +47,7 @@ impl Scheduler {
     }
 
     async fn try_recover(&mut self) -> Result<(), StoreError> {
+        self.sync_clock().await?;
         let now = self.clock.now();
         let attempts: BTreeMap<String, u32> =
             self.jobs.iter().map(|(name, slot)| (name.clone(), slot.spec.retry.attempts)).collect();

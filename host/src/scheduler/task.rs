@@ -135,6 +135,8 @@ impl RunTask {
                     let _ = guest.await;
                     tracing::warn!(job = %spec.name, run_id, attempt, "lease lost: {why}; the guest was stopped and its result discarded");
                     let ended_at = clock.now();
+                    events.note(HostEvent::LeaseLost { job: spec.name.clone() });
+                    events.emit(|| event(Stage::Ended, ended_at, RunStatus::Abandoned));
                     let _ = completed.send(Completion { job, run_id, attempt, ended_at, payload: Vec::new(), ended: Ended::Superseded });
                     return;
                 }
@@ -151,6 +153,7 @@ impl RunTask {
             Ok(()) => None,
             Err(StoreError::Superseded { .. }) => {
                 tracing::warn!(job = %spec.name, run_id, attempt, "lease lost: another host took the run over; its result is discarded");
+                events.note(HostEvent::LeaseLost { job: spec.name.clone() });
                 let _ = completed.send(Completion {
                     job,
                     run_id,

@@ -81,6 +81,9 @@ pub trait Cluster: Send + Sync + 'static {
     /// This host's id in the hosts table (made when the store was opened).
     fn host_id(&self) -> &str;
 
+    /// The database's clock, which every host fires and leases by.
+    async fn now(&self) -> Result<DateTime<Utc>>;
+
     /// Registers this host, or renews its heartbeat and what it serves.
     async fn heartbeat(&self, info: HostInfo) -> Result<()>;
     /// Removes this host from the hosts table (a clean shutdown).

@@ -22,6 +22,7 @@ const UNPROVOKED: &[(&str, u16, &str)] = &[
     ("GET /api/v1/runs", 503, "store_unavailable needs a store failing its reads"),
     ("GET /api/v1/runs/{id}", 503, "store_unavailable needs a store failing its reads"),
     ("GET /api/v1/runs/{id}/output", 503, "store_unavailable needs a store failing its reads"),
+    ("GET /api/v1/hosts", 503, "store_unavailable needs a shared store failing its reads (this host is on SQLite)"),
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -64,8 +64,8 @@ WITH lapsed AS (
     WHERE r.id IN (SELECT id FROM runs WHERE status = 'running' AND lease_until < now() FOR UPDATE SKIP LOCKED)
     RETURNING r.id, r.job, r.attempt, r.payload
 ), retried AS (
-    INSERT INTO runs (job, status, trigger, attempt, scheduled_for, payload)
-    SELECT l.job, 'pending', 'retry', l.attempt + 1, now(), l.payload
+    INSERT INTO runs (job, status, trigger, attempt, scheduled_for, payload, parent_run)
+    SELECT l.job, 'pending', 'retry', l.attempt + 1, now(), l.payload, l.id
     FROM lapsed l JOIN unnest($1::text[], $2::int[]) AS a(job, attempts) ON a.job = l.job
     WHERE l.attempt < a.attempts
     RETURNING id
@@ -101,6 +101,12 @@ fn map_of(value: serde_json::Value) -> BTreeMap<String, String> {
 impl Cluster for PgStore {
     fn host_id(&self) -> &str {
         &self.host_id
+    }
+
+    async fn now(&self) -> Result<DateTime<Utc>> {
+        let client = self.client().await?;
+        let row = client.query_one("SELECT now()", &[]).await.map_err(|e| self.error(e))?;
+        Ok(row.get(0))
     }
 
     async fn heartbeat(&self, info: HostInfo) -> Result<()> {
