@@ -14,6 +14,7 @@
 use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::str::FromStr;
+use std::time::Duration;
 
 use anyhow::{Context, ensure};
 use chrono::{DateTime, Utc};
@@ -146,6 +147,36 @@ impl Snapshot {
             top,
         }
     }
+}
+
+/// CPU time (user plus system) the throwaway server has used so far: its
+/// postmaster with every session it has reaped, and each live process
+/// it started. None for a server of `WASMCRON_TEST_POSTGRES`, not ours.
+pub(super) fn server_cpu() -> Option<Duration> {
+    let data = wasmcron_test_pg::server().data_dir()?;
+    let postmaster = std::fs::read_to_string(data.join("postmaster.pid")).ok()?;
+    let postmaster: u32 = postmaster.lines().next()?.trim().parse().ok()?;
+    let mut ticks = 0;
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|name| name.parse::<u32>().ok()) else { continue };
+        // A process may end between the listing and the read: its time is the postmaster's then.
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
+        // "pid (name) state ppid …": fields resume after the name's ')'.
+        let Some((_, rest)) = stat.rsplit_once(") ") else { continue };
+        let fields: Vec<u64> = rest.split_whitespace().skip(1).take(14).map(|f| f.parse().unwrap_or(0)).collect();
+        if fields.len() < 14 {
+            continue;
+        }
+        let (ppid, own, reaped) = (fields[0], fields[10] + fields[11], fields[12] + fields[13]);
+        if pid == postmaster {
+            ticks += own + reaped;
+        } else if ppid == u64::from(postmaster) {
+            ticks += own;
+        }
+    }
+    // SAFETY: sysconf has no preconditions.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    Some(Duration::from_secs_f64(ticks as f64 / per_second as f64))
 }
 
 /// An instant given as seconds since the epoch, as `extract(epoch …)` gives it.

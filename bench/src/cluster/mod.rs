@@ -126,23 +126,26 @@ struct Rate {
     answered: Duration,
     /// The hosts' CPU time per run, in µs.
     hosts_us: f64,
+    /// The database server's, where it is ours to watch.
+    database_us: Option<f64>,
 }
 
 impl Rate {
-    fn new(runs: usize, burst: &http::Burst, last_ended: DateTime<Utc>, hosts_cpu: Duration) -> anyhow::Result<Rate> {
+    fn new(runs: usize, burst: &http::Burst, last_ended: DateTime<Utc>, cpu: Cpu) -> anyhow::Result<Rate> {
         let took = (last_ended - burst.started).to_std().context("the last run ended before the first trigger")?;
-        let (rate, answered) = (runs as f64 / took.as_secs_f64(), burst.answered);
-        Ok(Rate { rate, runs, took, answered, hosts_us: us(hosts_cpu) / runs as f64 })
+        let (rate, answered, per_run) = (runs as f64 / took.as_secs_f64(), burst.answered, |cpu| us(cpu) / runs as f64);
+        Ok(Rate { rate, runs, took, answered, hosts_us: per_run(cpu.hosts), database_us: cpu.database.map(per_run) })
     }
 
     fn detail(&self) -> String {
         format!(
             "{} runs in {:.2} s, every trigger answered (202) after {:.2} s, {CONNECTIONS} connections; \
-             host CPU {:.1} µs per run",
+             CPU per run: hosts {:.1} µs{}",
             self.runs,
             self.took.as_secs_f64(),
             self.answered.as_secs_f64(),
-            self.hosts_us
+            self.hosts_us,
+            self.database_us.map_or(String::new(), |database| format!(", PostgreSQL {database:.1} µs")),
         )
     }
 }
@@ -150,10 +153,10 @@ impl Rate {
 fn on_sqlite(wasmcron: &Path, runs: usize, client: &tokio::runtime::Runtime) -> anyhow::Result<Rate> {
     let dir = tempfile::tempdir()?;
     let mut host = Host::start(wasmcron, dir.path(), &[JOB], &caps(), client)?;
-    let cpu = hosts_cpu(std::slice::from_ref(&host));
+    let cpu = Cpu::now(std::slice::from_ref(&host), false);
     let burst = client.block_on(http::burst(&[host.target(JOB)?], CONNECTIONS, runs))?;
     host.drain()?;
-    let cpu = hosts_cpu(std::slice::from_ref(&host)) - cpu;
+    let cpu = Cpu::now(std::slice::from_ref(&host), false).since(cpu);
     let recorded = host.runs(JOB)?;
     let succeeded = recorded.iter().filter(|run| run.status == RunStatus::Succeeded).count();
     ensure!(succeeded == runs, "{runs} triggers accepted on SQLite, {succeeded} runs succeeded");
@@ -188,10 +191,10 @@ fn on_postgres(
     let dir = tempfile::tempdir()?;
     let hosts = start_hosts(wasmcron, dir.path(), count, &[JOB], &caps(), &database, client)?;
     let targets = hosts.iter().map(|host| host.target(JOB)).collect::<anyhow::Result<Vec<_>>>()?;
-    let (before, cpu) = (database.snapshot()?, hosts_cpu(&hosts));
+    let (before, cpu) = (database.snapshot()?, Cpu::now(&hosts, true));
     let burst = client.block_on(http::burst(&targets, CONNECTIONS, runs))?;
     let last = wait_succeeded(&database, runs)?;
-    let cpu = hosts_cpu(&hosts) - cpu;
+    let cpu = Cpu::now(&hosts, true).since(cpu);
     let by_host = database
         .rows(
             &format!(
@@ -232,7 +235,8 @@ fn wait_succeeded(database: &Database, runs: usize) -> anyhow::Result<DateTime<U
             return instant(last.parse()?);
         }
         ensure!(started.elapsed() < PATIENCE, "{ended} of {runs} runs ended within {PATIENCE:?}");
-        std::thread::sleep(Duration::from_millis(50));
+        // Seldom: each look is a `psql` session, CPU the hosts and the server would use.
+        std::thread::sleep(Duration::from_millis(200));
     }
 }
 
@@ -270,7 +274,24 @@ fn start_host(
         .with_context(|| format!("starting {name}"))
 }
 
-/// CPU time used so far by `hosts`, every thread, ended ones included.
-fn hosts_cpu(hosts: &[Host]) -> Duration {
-    hosts.iter().filter_map(|host| process_cpu_of(&host.pid())).sum()
+/// CPU time used so far by the hosts (every thread, ended ones included)
+/// and by the database server, where it is ours.
+#[derive(Clone, Copy)]
+struct Cpu {
+    hosts: Duration,
+    database: Option<Duration>,
+}
+
+impl Cpu {
+    fn now(hosts: &[Host], database: bool) -> Cpu {
+        let hosts = hosts.iter().filter_map(|host| process_cpu_of(&host.pid())).sum();
+        Cpu { hosts, database: if database { database::server_cpu() } else { None } }
+    }
+
+    fn since(self, before: Cpu) -> Cpu {
+        Cpu {
+            hosts: self.hosts.saturating_sub(before.hosts),
+            database: self.database.zip(before.database).map(|(now, then)| now.saturating_sub(then)),
+        }
+    }
 }
