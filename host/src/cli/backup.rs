@@ -21,7 +21,13 @@ pub struct Args {
 
 pub fn run(globals: &Globals, args: Args) -> anyhow::Result<ExitCode> {
     let url = globals.store_url()?;
-    let StoreUrl::Sqlite(source) = &url;
+    let source = match &url {
+        StoreUrl::Sqlite(source) => source,
+        StoreUrl::Postgres(_) => anyhow::bail!(
+            "--store {url}: `wasmcron backup` copies a SQLite store; back up a PostgreSQL store with pg_dump \
+             (e.g. pg_dump --format=custom --file=FILE DATABASE_URL)"
+        ),
+    };
     match sqlite::backup(source, &args.file, args.force) {
         Ok(report) => {
             let newest = report.newest_run.map_or("no runs".to_owned(), |id| format!("runs up to id {id}"));

@@ -3,7 +3,8 @@
 //! reload, the job host and the CLI never hold a connection or write SQL.
 //!
 //! Backends: [`sqlite`], the embedded default (one file, WAL mode, its SQL
-//! and its SQLite driver nowhere else). A store is opened from a URL
+//! and its SQLite driver nowhere else), and [`postgres`], one database
+//! several hosts share (its SQL and driver likewise kept to itself). A store is opened from a URL
 //! ([`StoreUrl`]). A run is written before its guest starts (`pending`,
 //! then `running`), so a host that dies leaves rows the next start can
 //! find.
@@ -14,7 +15,10 @@
 mod cluster;
 mod error;
 mod interface;
+pub mod postgres;
 pub mod sqlite;
+#[cfg(test)]
+mod suite;
 mod types;
 mod url;
 

@@ -1,6 +1,6 @@
 //! Which store to open: `--store sqlite:PATH` (the embedded default,
-//! `sqlite:STATE/wasmcron.db`), and room for other backends beside it
-//! (`postgres://…` is the cluster backend DESIGN.md plans).
+//! `sqlite:STATE/wasmcron.db`), or `--store postgres://USER@HOST/DB` (also
+//! `postgresql://`), one database several hosts share.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -12,6 +12,9 @@ use super::{DATABASE_FILE, Result, Store, StoreError};
 pub enum StoreUrl {
     /// A SQLite database file (created, with its folder, if missing).
     Sqlite(PathBuf),
+    /// A PostgreSQL database, by its URL as given (it may hold a password:
+    /// shown without it).
+    Postgres(String),
 }
 
 impl StoreUrl {
@@ -33,18 +36,28 @@ impl StoreUrl {
             return Ok(StoreUrl::Sqlite(PathBuf::from(path)));
         }
         if text.starts_with("postgres://") || text.starts_with("postgresql://") {
-            return Err(bad(
-                "the PostgreSQL backend is not built into this wasmcron yet; use sqlite:PATH (the default is sqlite:STATE/wasmcron.db)",
-            ));
+            if let Err(error) = text.parse::<tokio_postgres::Config>() {
+                return Err(StoreError::BadUrl {
+                    url: super::postgres::without_password(text),
+                    reason: format!(
+                        "not a PostgreSQL URL ({error}); write postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE"
+                    ),
+                });
+            }
+            return Ok(StoreUrl::Postgres(text.to_owned()));
         }
-        Err(bad("not a store URL; write sqlite:PATH (e.g. sqlite:.wasmcron/wasmcron.db)"))
+        Err(bad(
+            "not a store URL; write sqlite:PATH (e.g. sqlite:.wasmcron/wasmcron.db) or postgres://USER@HOST/DATABASE",
+        ))
     }
 
-    /// Whether the store already exists (a file for SQLite). Read-only
-    /// commands refuse to create one where none is.
+    /// Whether the store already exists (a file for SQLite; a database
+    /// server is asked only when opened). Read-only commands refuse to
+    /// create one where none is.
     pub fn exists(&self) -> bool {
         match self {
             StoreUrl::Sqlite(path) => path.is_file(),
+            StoreUrl::Postgres(_) => true,
         }
     }
 
@@ -53,6 +66,7 @@ impl StoreUrl {
     pub async fn open(&self) -> Result<Arc<dyn Store>> {
         match self {
             StoreUrl::Sqlite(path) => Ok(Arc::new(super::sqlite::SqliteStore::open(path).await?)),
+            StoreUrl::Postgres(url) => Ok(Arc::new(super::postgres::PgStore::open(url).await?)),
         }
     }
 
@@ -60,7 +74,8 @@ impl StoreUrl {
     pub async fn open_existing(&self) -> Result<Arc<dyn Store>> {
         match self {
             StoreUrl::Sqlite(path) if !path.is_file() => Err(StoreError::Missing { path: path.clone() }),
-            _ => self.open().await,
+            StoreUrl::Postgres(url) => Ok(Arc::new(super::postgres::PgStore::open_existing(url).await?)),
+            StoreUrl::Sqlite(_) => self.open().await,
         }
     }
 }
@@ -69,6 +84,7 @@ impl std::fmt::Display for StoreUrl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             StoreUrl::Sqlite(path) => write!(f, "sqlite:{}", path.display()),
+            StoreUrl::Postgres(url) => f.write_str(&super::postgres::without_password(url)),
         }
     }
 }
@@ -83,9 +99,16 @@ mod tests {
         assert_eq!(StoreUrl::resolve(None, state).unwrap(), StoreUrl::Sqlite(state.join("wasmcron.db")));
         assert_eq!(StoreUrl::parse("sqlite:runs.db").unwrap(), StoreUrl::Sqlite("runs.db".into()));
         assert_eq!(StoreUrl::parse("sqlite:///tmp/x.db").unwrap(), StoreUrl::Sqlite("/tmp/x.db".into()));
+        let url = "postgres://wasmcron:s3cret@db:5433/wasmcron?application_name=a";
+        assert_eq!(StoreUrl::parse(url).unwrap(), StoreUrl::Postgres(url.into()));
+        let shown = StoreUrl::parse(url).unwrap().to_string();
+        assert_eq!(shown, "postgres://wasmcron@db:5433/wasmcron?application_name=a", "no password");
+        let in_query = StoreUrl::parse("postgresql://w@db/x?password=s3cret&sslmode=disable").unwrap();
+        assert_eq!(in_query.to_string(), "postgresql://w@db/x?sslmode=disable");
+        assert!(in_query.exists());
         for (text, says) in [
             ("sqlite:", "no database file"),
-            ("postgres://wasmcron@db/wasmcron", "not built into this wasmcron yet"),
+            ("postgres://w@db/x?port=notaport", "not a PostgreSQL URL"),
             ("mysql://x", "not a store URL; write sqlite:PATH"),
         ] {
             let error = StoreUrl::parse(text).unwrap_err().to_string();

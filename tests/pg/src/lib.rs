@@ -176,7 +176,7 @@ fn start() -> Server {
     );
     // Its own process group, so a Ctrl-C to the tests does not end it
     // before it has stopped the server; never waited for, by design.
-    #[allow(clippy::zombie_processes)]
+    #[expect(clippy::zombie_processes, reason = "the sidecar outlives this process by design")]
     Command::new("sh")
         .args(["-c", &stop])
         .process_group(0)
