@@ -17,6 +17,9 @@ use crate::support::{Sandbox, fixture, sleeper, wait_for};
 /// How long a claim holds here: short, so the test sees leases lapse.
 const LEASE: &str = "3s";
 
+/// How long a `long` run sleeps: well past the pause below.
+const LONG_SECONDS: u64 = 20;
+
 /// A run row as the test reads it straight from the database.
 #[derive(Debug, Clone)]
 struct Row {
@@ -78,6 +81,9 @@ fn declare_jobs(sandbox: &Sandbox) {
     sandbox.declare("tick", "schedule = \"@every 1s\"\noverlap = \"allow\"\n");
     std::fs::write(sandbox.jobs().join("work.wat"), sleeper(2)).unwrap();
     sandbox.declare("work", "[retry]\nattempts = 4\nbackoff = \"100ms\"\n");
+    // Long enough to be still running when a paused host wakes.
+    std::fs::write(sandbox.jobs().join("long.wat"), sleeper(LONG_SECONDS)).unwrap();
+    sandbox.declare("long", "[retry]\nattempts = 3\n\n[limits]\ntimeout = \"60s\"\n");
 }
 
 fn join(url: &str, name: &str, skew: Option<&str>) -> Member {
@@ -124,8 +130,14 @@ fn three_hosts_on_one_database_record_every_fire_once_and_finish_every_trigger_t
     });
     let window_start = database_now(&url);
 
-    // A burst of triggers, accepted by two hosts: any host may run them.
+    // Long runs first, so that every host holds some; then a burst of
+    // short ones, accepted by two hosts: any host may run them.
     let mut accepted = Vec::new();
+    for _ in 0..6 {
+        let answer = c.api.post("/api/v1/jobs/long/trigger", b"");
+        assert_eq!(answer.status, 202, "{}", answer.text);
+        accepted.push(answer.body["id"].as_i64().unwrap());
+    }
     for n in 0..36 {
         let api = if n % 2 == 0 { &a.api } else { &b.api };
         let answer = api.post("/api/v1/jobs/work/trigger", format!("{n}").as_bytes());
@@ -138,8 +150,11 @@ fn three_hosts_on_one_database_record_every_fire_once_and_finish_every_trigger_t
     let Member { host: b_host, id: b_id, .. } = b;
     b_host.kill();
 
-    // a is paused for twice its lease with runs in flight, then resumed.
-    wait_for("a to be running work", Duration::from_secs(20), || running_on(&url, &a.id) > 0);
+    // a is paused for twice its lease with runs in flight, long ones
+    // among them, then resumed.
+    wait_for("a to be running a long run", Duration::from_secs(30), || {
+        rows(&url).iter().any(|row| row.status == "running" && row.host == a.id && row.job == "long")
+    });
     a.host.signal(libc::SIGSTOP);
     std::thread::sleep(Duration::from_millis(200));
     let paused_with: BTreeSet<i64> =
@@ -170,7 +185,7 @@ fn three_hosts_on_one_database_record_every_fire_once_and_finish_every_trigger_t
             })
             .collect()
     };
-    let deadline = Instant::now() + Duration::from_secs(120);
+    let deadline = Instant::now() + Duration::from_secs(180);
     loop {
         let rows = rows(&url);
         let done = chains(&rows).values().all(|chain| {
@@ -180,7 +195,7 @@ fn three_hosts_on_one_database_record_every_fire_once_and_finish_every_trigger_t
         if done {
             break;
         }
-        assert!(Instant::now() < deadline, "accepted triggers still open after 2 minutes: {:?}", chains(&rows));
+        assert!(Instant::now() < deadline, "accepted triggers still open after 3 minutes: {:?}", chains(&rows));
         std::thread::sleep(Duration::from_millis(250));
     }
     // A few more fires with everything healed.
@@ -234,11 +249,18 @@ fn three_hosts_on_one_database_record_every_fire_once_and_finish_every_trigger_t
     let taken_from_a = rescued_from(&a.id);
     assert!(!taken_from_a.is_empty(), "a's runs were taken over while it was paused");
     assert!(taken_from_a.iter().all(|id| paused_with.contains(id)), "{taken_from_a:?} ⊆ {paused_with:?}");
+    let said =
+        |id: i64, what: &str| a_log.lines().any(|line| line.contains(what) && line.contains(&format!("run_id={id} ")));
     for id in &taken_from_a {
-        assert!(
-            a_log.lines().any(|line| line.contains("lease lost") && line.contains(&format!("run_id={id}"))),
-            "a did not stop run {id} when it woke; its log:\n{a_log}"
-        );
+        assert!(said(*id, "lease lost"), "a did not give up run {id} when it woke; its log:\n{a_log}");
+    }
+    // A long one was still running when a woke: its guest was stopped,
+    // not left to finish and be discarded.
+    let long_on_a: Vec<i64> =
+        taken_from_a.iter().copied().filter(|id| rows.iter().any(|r| r.id == *id && r.job == "long")).collect();
+    assert!(!long_on_a.is_empty(), "a long run was taken from a: {taken_from_a:?}");
+    for id in long_on_a {
+        assert!(said(id, "the guest was stopped"), "a let run {id}'s guest run on; its log:\n{a_log}");
     }
     // And the hosts never ran one fire twice: the fast host too.
     let hosts_seen: BTreeSet<&str> = rows.iter().filter(|r| r.job == "tick").map(|r| r.host.as_str()).collect();

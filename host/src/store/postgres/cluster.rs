@@ -89,6 +89,14 @@ SELECT id, name, version, modules, declarations, started_at, heartbeat_at,
        heartbeat_at > now() - $1::text::interval
 FROM hosts ORDER BY started_at, id";
 
+impl PgStore {
+    /// `sql` prepared on this connection once, then reused: one round trip
+    /// per operation rather than a prepare and an execute.
+    async fn prepared(&self, client: &deadpool_postgres::Object, sql: &str) -> Result<tokio_postgres::Statement> {
+        client.prepare_cached(sql).await.map_err(|e| self.error(e))
+    }
+}
+
 fn millis(duration: Duration) -> f64 {
     duration.as_secs_f64() * 1000.0
 }
@@ -105,7 +113,8 @@ impl Cluster for PgStore {
 
     async fn now(&self) -> Result<DateTime<Utc>> {
         let client = self.client().await?;
-        let row = client.query_one("SELECT now()", &[]).await.map_err(|e| self.error(e))?;
+        let row =
+            client.query_one(&self.prepared(&client, "SELECT now()").await?, &[]).await.map_err(|e| self.error(e))?;
         Ok(row.get(0))
     }
 
@@ -114,7 +123,10 @@ impl Cluster for PgStore {
         let modules = serde_json::to_value(&info.modules).expect("a map of strings");
         let declarations = serde_json::to_value(&info.declarations).expect("a map of strings");
         client
-            .execute(HEARTBEAT, &[&self.host_id, &info.name, &info.version, &modules, &declarations, &FORGET_AFTER])
+            .execute(
+                &self.prepared(&client, HEARTBEAT).await?,
+                &[&self.host_id, &info.name, &info.version, &modules, &declarations, &FORGET_AFTER],
+            )
             .await
             .map_err(|e| self.error(e))?;
         Ok(())
@@ -122,13 +134,17 @@ impl Cluster for PgStore {
 
     async fn leave(&self) -> Result<()> {
         let client = self.client().await?;
-        client.execute("DELETE FROM hosts WHERE id = $1", &[&self.host_id]).await.map_err(|e| self.error(e))?;
+        client
+            .execute(&self.prepared(&client, "DELETE FROM hosts WHERE id = $1").await?, &[&self.host_id])
+            .await
+            .map_err(|e| self.error(e))?;
         Ok(())
     }
 
     async fn hosts(&self) -> Result<Vec<HostRecord>> {
         let client = self.client().await?;
-        let rows = client.query(HOSTS, &[&ALIVE_WITHIN]).await.map_err(|e| self.error(e))?;
+        let rows =
+            client.query(&self.prepared(&client, HOSTS).await?, &[&ALIVE_WITHIN]).await.map_err(|e| self.error(e))?;
         Ok(rows
             .into_iter()
             .map(|row| HostRecord {
@@ -155,7 +171,10 @@ impl Cluster for PgStore {
         let serial: Vec<bool> = jobs.iter().map(|job| job.serial).collect();
         let client = self.client().await?;
         let rows = client
-            .query(CLAIM, &[&names, &shas, &serial, &i64::from(limit), &self.host_id, &millis(lease)])
+            .query(
+                &self.prepared(&client, CLAIM).await?,
+                &[&names, &shas, &serial, &i64::from(limit), &self.host_id, &millis(lease)],
+            )
             .await
             .map_err(|e| self.error(e))?;
         let mut claimed = Vec::with_capacity(rows.len());
@@ -195,8 +214,10 @@ impl Cluster for PgStore {
             return Err(StoreError::Superseded { id });
         };
         let client = self.client().await?;
-        let renewed =
-            client.execute(RENEW, &[&id, &fence, &millis(lease), &self.host_id]).await.map_err(|e| self.error(e))?;
+        let renewed = client
+            .execute(&self.prepared(&client, RENEW).await?, &[&id, &fence, &millis(lease), &self.host_id])
+            .await
+            .map_err(|e| self.error(e))?;
         if renewed == 0 {
             self.fences.lock().expect("fences").remove(&id);
             return Err(StoreError::Superseded { id });
@@ -208,7 +229,10 @@ impl Cluster for PgStore {
         let (jobs, tries): (Vec<String>, Vec<i32>) =
             attempts.into_iter().map(|(job, tries)| (job, tries.min(i32::MAX as u32) as i32)).unzip();
         let client = self.client().await?;
-        let row = client.query_one(RESCUE, &[&jobs, &tries]).await.map_err(|e| self.error(e))?;
+        let row = client
+            .query_one(&self.prepared(&client, RESCUE).await?, &[&jobs, &tries])
+            .await
+            .map_err(|e| self.error(e))?;
         drop(client);
         let lapsed: Vec<i64> = row.get(0);
         let waiting: i64 = row.get(2);

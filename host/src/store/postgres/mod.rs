@@ -16,6 +16,9 @@
 //! cluster side ([`Cluster`](crate::store::Cluster), in `cluster.rs`)
 //! claims, renews and rescues runs with the fences this store remembers.
 
+mod cluster;
+#[cfg(test)]
+mod cluster_tests;
 mod jobs;
 mod kv;
 mod notify;
@@ -37,8 +40,8 @@ use tokio_postgres::error::SqlState;
 
 use crate::record::RunRecord;
 use crate::store::{
-    Cancelled, CatchUp, FailureKind, Finished, Fire, FireRecorded, JobState, Load, NewRun, PendingRun, Recovered,
-    Result, Retention, RunQuery, Store, StoreError,
+    Cancelled, CatchUp, Cluster, FailureKind, Finished, Fire, FireRecorded, JobState, Load, NewRun, PendingRun,
+    Recovered, Result, Retention, RunQuery, Store, StoreError,
 };
 
 /// Connections the pool holds at most: the hot path's few concurrent
@@ -166,8 +169,17 @@ impl PgStore {
     }
 
     /// A PostgreSQL error as the host sees it: where, what kind, and the cause.
+    ///
+    /// A lost connection rarely goes alone (a restarted server, a
+    /// `pg_terminate_backend` of every session): the idle ones are dropped
+    /// too, so that the next operations connect afresh instead of each
+    /// finding out on a dead connection of its own.
     pub(super) fn error(&self, source: tokio_postgres::Error) -> StoreError {
-        StoreError::Backend { store: self.describe.clone(), kind: kind(&source), source: Box::new(source) }
+        let kind = kind(&source);
+        if kind == FailureKind::Io {
+            self.pool.retain(|_, _| false);
+        }
+        StoreError::Backend { store: self.describe.clone(), kind, source: Box::new(source) }
     }
 
     pub(super) fn corrupt(&self, id: i64, field: &'static str, value: impl std::fmt::Debug) -> StoreError {
@@ -259,7 +271,9 @@ impl Store for PgStore {
         self.describe.clone()
     }
 
-    // TODO(lead): `Some(Arc::new(self.clone()))` once `cluster.rs` (impl Cluster for PgStore) lands.
+    fn cluster(&self) -> Option<Arc<dyn Cluster>> {
+        Some(Arc::new(self.clone()))
+    }
 
     async fn record_fires(&self, fires: Vec<Fire>, now: DateTime<Utc>) -> Result<Vec<FireRecorded>> {
         self.fires(fires, now).await
