@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, ensure};
+use anyhow::{Context, bail, ensure};
 
 use super::database::{Database, instant};
 use super::{PATIENCE, start_host};
@@ -103,7 +103,14 @@ fn running(database: &Database, attempt: usize) -> anyhow::Result<(i64, String)>
         if let Some(row) = database.rows(&sql, 2).pop() {
             return Ok((row[0].parse().context("a run id")?, row.get(1).context("a host name")?.clone()));
         }
-        ensure!(started.elapsed() < PATIENCE, "attempt {attempt} of {JOB} was not running within {PATIENCE:?}");
+        if started.elapsed() > PATIENCE {
+            let runs =
+                database.rows(&format!("SELECT id, attempt, status, host_id, error FROM runs WHERE job = '{JOB}'"), 5);
+            let hosts = database.rows("SELECT id, name FROM hosts", 2);
+            bail!(
+                "attempt {attempt} of {JOB} was not running within {PATIENCE:?}; its runs: {runs:?}; hosts: {hosts:?}"
+            );
+        }
         std::thread::sleep(Duration::from_millis(20));
     }
 }
