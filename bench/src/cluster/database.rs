@@ -35,7 +35,7 @@ pub(super) struct Database {
 /// The counts of a moment: each statement's calls (by query id, with its
 /// text), and the transactions committed, in this database.
 pub(super) struct Snapshot {
-    statements: BTreeMap<String, (u64, String)>,
+    statements: BTreeMap<String, ((u64, f64), String)>,
     commits: u64,
     /// The section's own `psql` calls until this snapshot, itself included.
     calls: u64,
@@ -45,8 +45,9 @@ pub(super) struct Snapshot {
 pub(super) struct Counted {
     pub statements: u64,
     pub commits: u64,
-    /// Statements by calls, most first: (calls, text as first seen).
-    pub top: Vec<(u64, String)>,
+    /// Statements by calls, most first: calls, milliseconds executing
+    /// them (in all), and the text as first seen.
+    pub top: Vec<(u64, f64, String)>,
 }
 
 impl Database {
@@ -110,15 +111,17 @@ impl Database {
         let in_this = "dbid = (SELECT oid FROM pg_database WHERE datname = current_database())";
         let rows = self.rows(
             &format!(
-                "SELECT queryid, calls, left(regexp_replace(query, '\\s+', ' ', 'g'), 160) FROM pg_stat_statements \
+                "SELECT queryid, calls, total_exec_time, left(regexp_replace(query, '\\s+', ' ', 'g'), 160) \
+                 FROM pg_stat_statements \
                  WHERE {in_this} AND query NOT LIKE '{OWN}%'"
             ),
-            3,
+            4,
         );
         let mut statements = BTreeMap::new();
         for row in rows {
-            let [id, calls, text] = <[String; 3]>::try_from(row).map_err(|row| anyhow::anyhow!("a row {row:?}"))?;
-            statements.insert(id, (calls.parse().context("pg_stat_statements.calls")?, text));
+            let [id, calls, ms, text] = <[String; 4]>::try_from(row).map_err(|row| anyhow::anyhow!("a row {row:?}"))?;
+            let counts = (calls.parse().context("pg_stat_statements.calls")?, ms.parse().context("total_exec_time")?);
+            statements.insert(id, (counts, text));
         }
         let commits = self.value("SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()")?;
         Ok(Snapshot { statements, commits, calls: self.calls.get() })
@@ -129,20 +132,20 @@ impl Snapshot {
     /// What the hosts sent since `before`: the section's own statements
     /// left out, its own transactions taken off.
     pub fn since(&self, before: &Snapshot, database: &Database) -> Counted {
-        let mut top: Vec<(u64, String)> = self
+        let mut top: Vec<(u64, f64, String)> = self
             .statements
             .iter()
-            .map(|(id, (calls, text))| {
-                let earlier = before.statements.get(id).map_or(0, |(calls, _)| *calls);
-                (calls - earlier, text.clone())
+            .map(|(id, ((calls, ms), text))| {
+                let (calls_then, ms_then) = before.statements.get(id).map_or((0, 0.0), |(counts, _)| *counts);
+                (calls - calls_then, ms - ms_then, text.clone())
             })
-            .filter(|(calls, _)| *calls > 0)
+            .filter(|(calls, _, _)| *calls > 0)
             .collect();
-        top.sort_by_key(|(calls, _)| std::cmp::Reverse(*calls));
+        top.sort_by_key(|(calls, _, _)| std::cmp::Reverse(*calls));
         // Own calls from the one before `before` was read to the one before this one.
         let own = (self.calls - before.calls) * database.commits_per_call;
         Counted {
-            statements: top.iter().map(|(calls, _)| calls).sum(),
+            statements: top.iter().map(|(calls, _, _)| calls).sum(),
             commits: (self.commits - before.commits).saturating_sub(own),
             top,
         }

@@ -42,16 +42,24 @@ pub(super) fn measure(sizes: &Sizes, wasmcron: &Path, client: &tokio::runtime::R
     let from = database.now()?.timestamp() + 3;
     let until = from + seconds as i64;
     let window = format!("{FIRES} AND scheduled_for >= to_timestamp({from}) AND scheduled_for < to_timestamp({until})");
-    // Past the window by a second, then until every fire in it has ended.
+    // Past the window by a second, then until every fire due in it is recorded and has ended.
     let wait = (until + 1 - database.now()?.timestamp()).max(0) as u64;
     std::thread::sleep(Duration::from_secs(wait));
+    let due = count as u64 * seconds;
     let started = std::time::Instant::now();
-    while database
-        .value::<u64>(&format!("SELECT count(*) FROM runs WHERE {window} AND status IN ('pending', 'running')"))?
-        > 0
-    {
-        ensure!(started.elapsed() < PATIENCE, "the window's fires did not all end within {PATIENCE:?}");
-        std::thread::sleep(Duration::from_millis(100));
+    let state =
+        format!("SELECT count(*), count(*) FILTER (WHERE status IN ('pending', 'running')) FROM runs WHERE {window}");
+    loop {
+        let row = database.rows(&state, 2).pop().context("no row")?;
+        let (recorded, open): (u64, u64) = (row[0].parse()?, row.get(1).context("a count")?.parse()?);
+        if recorded >= due && open == 0 {
+            break;
+        }
+        ensure!(
+            started.elapsed() < PATIENCE,
+            "{PATIENCE:?} after the window, {recorded} of its {due} fires were recorded and {open} not ended"
+        );
+        std::thread::sleep(Duration::from_millis(200));
     }
     let by_host = database.rows(
         &format!(
@@ -79,8 +87,7 @@ pub(super) fn measure(sizes: &Sizes, wasmcron: &Path, client: &tokio::runtime::R
     let fires: u64 = database.value(&format!("SELECT count(*) FROM runs WHERE {FIRES}"))?;
     ensure!(doubles == 0, "{doubles} fires were recorded more than once (of {fires} recorded over the run)");
     // `@every` is aligned to the epoch: hosts firing apart would show as more fires than are due.
-    let (recorded, due): (u64, u64) =
-        (database.value(&format!("SELECT count(*) FROM runs WHERE {window}"))?, count as u64 * seconds);
+    let recorded: u64 = database.value(&format!("SELECT count(*) FROM runs WHERE {window}"))?;
     ensure!(recorded <= due, "{recorded} fires were recorded in a window where {due} were due");
     ensure!(!late.is_empty(), "no fire of the window started");
     let join = |rows: Vec<Vec<String>>| rows.iter().map(|row| row.join(" ")).collect::<Vec<_>>().join(", ");

@@ -98,7 +98,13 @@ pub(crate) fn measure(sizes: &Sizes, wasmcron: &Path) -> anyhow::Result<Vec<Figu
         .top
         .iter()
         .take(8)
-        .map(|(calls, text)| format!("{} × {text}", number(per_run(one, *calls))))
+        .map(|(calls, ms, text)| {
+            format!(
+                "{} × ({:.1} µs each in the database) {text}",
+                number(per_run(one, *calls)),
+                ms * 1e3 / *calls as f64
+            )
+        })
         .collect();
     figures.push(
         Figure::new(
