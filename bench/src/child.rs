@@ -4,6 +4,10 @@
 //! it for reading (as `wasmcron jobs` reads it), and stopped by SIGTERM,
 //! as a service manager stops it. A child dropped before [`Host::stop`]
 //! (a section that failed) is killed.
+//!
+//! A child on a shared store (`Host::start_shared`, the `cluster`
+//! section's PostgreSQL) has no reader here: its section reads the
+//! database with SQL of its own, which it can tell apart from the hosts'.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -14,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
 use chrono::{DateTime, Utc};
-use wasmcron::record::RunStatus;
+use wasmcron::record::{RunRecord, RunStatus};
 use wasmcron::store::{RunQuery, Store, StoreUrl};
 
 use crate::http::{self, Target};
@@ -36,13 +40,41 @@ pub struct Host {
 
 impl Host {
     /// Starts `wasmcron run` with `run_args`, each of `jobs` a bare trivial
-    /// module in `dir/jobs`, its state in `dir/state` and its log in
-    /// `dir/host.log`; returns once it is ready (`client` asks it).
+    /// module in `dir/jobs` (beside whatever the caller put there), its
+    /// state in `dir/state` and its log in `dir/host.log`; returns once it
+    /// is ready (`client` asks it).
     pub fn start(
         wasmcron: &Path,
         dir: &Path,
         jobs: &[&str],
         run_args: &[String],
+        client: &tokio::runtime::Runtime,
+    ) -> anyhow::Result<Host> {
+        let mut host = Host::spawn(wasmcron, dir, jobs, run_args, None, client)?;
+        let state = dir.join("state");
+        host.store = Some(host.reader.block_on(StoreUrl::resolve(None, &state)?.open_existing())?);
+        Ok(host)
+    }
+
+    /// As [`start`](Self::start), on the shared store at `store` (`--store`),
+    /// with no reader of it here.
+    pub fn start_shared(
+        wasmcron: &Path,
+        dir: &Path,
+        jobs: &[&str],
+        run_args: &[String],
+        store: &str,
+        client: &tokio::runtime::Runtime,
+    ) -> anyhow::Result<Host> {
+        Host::spawn(wasmcron, dir, jobs, run_args, Some(store), client)
+    }
+
+    fn spawn(
+        wasmcron: &Path,
+        dir: &Path,
+        jobs: &[&str],
+        run_args: &[String],
+        store: Option<&str>,
         client: &tokio::runtime::Runtime,
     ) -> anyhow::Result<Host> {
         let (jobs_dir, state, log) = (dir.join("jobs"), dir.join("state"), dir.join("host.log"));
@@ -56,6 +88,7 @@ impl Host {
         let process = Command::new(wasmcron)
             .arg("run")
             .args(run_args)
+            .args(store.map(|url| ["--store", url]).into_iter().flatten())
             .args(["--listen", &addr.to_string(), "--jobs"])
             .arg(&jobs_dir)
             .arg("--state")
@@ -79,7 +112,6 @@ impl Host {
         }
         let token = std::fs::read_to_string(state.join("token")).context("reading the host's STATE/token")?;
         host.token = token.trim().to_owned();
-        host.store = Some(host.reader.block_on(StoreUrl::resolve(None, &state)?.open_existing())?);
         Ok(host)
     }
 
@@ -101,8 +133,8 @@ impl Host {
         Target::new(self.addr, job, &self.token)
     }
 
-    fn store(&self) -> &Arc<dyn Store> {
-        self.store.as_ref().expect("opened at start")
+    fn store(&self) -> anyhow::Result<&Arc<dyn Store>> {
+        self.store.as_ref().context("a host on a shared store has no reader here; read its database with SQL")
     }
 
     /// An error, with the end of the host's log, if the host has exited.
@@ -126,7 +158,7 @@ impl Host {
             let mut open = 0;
             for status in [RunStatus::Pending, RunStatus::Running] {
                 let query = RunQuery { status: Some(status), limit: 1, ..Default::default() };
-                open += self.reader.block_on(self.store().runs(query))?.len();
+                open += self.reader.block_on(self.store()?.runs(query))?.len();
             }
             if open == 0 {
                 return Ok(());
@@ -137,11 +169,15 @@ impl Host {
         }
     }
 
+    /// Every recorded run of `job`.
+    pub fn runs(&self, job: &str) -> anyhow::Result<Vec<RunRecord>> {
+        let query = RunQuery { job: Some(job.into()), limit: u32::MAX, ..Default::default() };
+        Ok(self.reader.block_on(self.store()?.runs(query))?)
+    }
+
     /// When each run of `job` started (its recorded `started_at`), by run id.
     pub fn started(&self, job: &str) -> anyhow::Result<BTreeMap<i64, DateTime<Utc>>> {
-        let query = RunQuery { job: Some(job.into()), limit: u32::MAX, ..Default::default() };
-        let runs = self.reader.block_on(self.store().runs(query))?;
-        Ok(runs.into_iter().filter_map(|run| Some((run.id, run.started_at?))).collect())
+        Ok(self.runs(job)?.into_iter().filter_map(|run| Some((run.id, run.started_at?))).collect())
     }
 
     /// Stops the host with SIGTERM; it must exit 0.
@@ -158,6 +194,14 @@ impl Host {
             std::thread::sleep(Duration::from_millis(20));
         };
         ensure!(status.success(), "the host exited {status} on SIGTERM; the end of its log:\n{}", self.log_tail());
+        Ok(())
+    }
+
+    /// Kills the host with SIGKILL, as a machine dying would end it, and reaps it.
+    pub fn kill(mut self) -> anyhow::Result<()> {
+        self.store = None;
+        self.process.kill()?;
+        self.process.wait()?;
         Ok(())
     }
 }

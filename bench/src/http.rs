@@ -8,7 +8,8 @@
 //! Two loads: [`closed_loop`] (each of N connections sends as soon as its
 //! last answer came: the most a server accepts) and [`paced`] (open loop:
 //! one request per slot at a fixed rate, whether or not earlier ones were
-//! answered).
+//! answered), and [`burst`] (a closed loop of a fixed number of
+//! triggers, spread over several hosts).
 //!
 //! [`Floor`] is the peer: a bare axum handler answering `202` and doing
 //! nothing else, served as `wasmcron run` serves its API (`axum::serve` on
@@ -16,6 +17,7 @@
 //! on this stack and this machine.
 
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -135,6 +137,46 @@ pub async fn closed_loop(target: &Target, connections: usize, duration: Duration
     Ok(Closed { accepted, took: started.elapsed() })
 }
 
+/// A burst: when its first trigger was sent, and how long until every
+/// one was answered.
+#[derive(Debug)]
+pub struct Burst {
+    /// The client's wall clock just before the first request was written.
+    pub started: DateTime<Utc>,
+    pub answered: Duration,
+}
+
+/// Exactly `count` triggers over `connections` keep-alive connections,
+/// dealt in turn to `targets` (each its own host, say), each connection
+/// sending as soon as its last answer came. Every answer must be `202`.
+/// The connections are opened before the clock starts.
+pub async fn burst(targets: &[Target], connections: usize, count: usize) -> anyhow::Result<Burst> {
+    let mut opened = Vec::with_capacity(connections);
+    for target in targets.iter().cycle().take(connections) {
+        opened.push((connect(target.addr).await?, target.clone()));
+    }
+    let left = Arc::new(std::sync::atomic::AtomicUsize::new(count));
+    let (started, clock) = (Utc::now(), Instant::now());
+    let senders: Vec<_> = opened
+        .into_iter()
+        .map(|(mut connection, target)| {
+            let left = left.clone();
+            tokio::spawn(async move {
+                // Takes one of the triggers left, if any are.
+                let take = || left.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1)).is_ok();
+                while take() {
+                    accepted(&mut connection, &target).await?;
+                }
+                anyhow::Ok(())
+            })
+        })
+        .collect();
+    for sender in senders {
+        sender.await.context("a sender panicked")??;
+    }
+    Ok(Burst { started, answered: clock.elapsed() })
+}
+
 /// One trigger of a paced load.
 #[derive(Debug)]
 pub struct Sent {
@@ -177,7 +219,7 @@ pub async fn paced(target: &Target, rate: u32, duration: Duration) -> anyhow::Re
             let mut connection = match taken {
                 Some(connection) => connection,
                 None => {
-                    opened.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    opened.fetch_add(1, Ordering::Relaxed);
                     connect(target.addr).await?
                 }
             };
@@ -192,7 +234,7 @@ pub async fn paced(target: &Target, rate: u32, duration: Duration) -> anyhow::Re
     for sender in senders {
         sent.push(sender.await.context("a sender panicked")??);
     }
-    Ok(Paced { sent, connections: opened.load(std::sync::atomic::Ordering::Relaxed) })
+    Ok(Paced { sent, connections: opened.load(Ordering::Relaxed) })
 }
 
 /// The HTTP floor: a bare axum handler answering `202` to any trigger, on

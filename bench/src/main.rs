@@ -2,13 +2,15 @@
 //! beside the product. It links the `wasmcron` library and drives the real
 //! host path — scheduler, store, sandbox — in this process, and a real
 //! `wasmcron run` child (`--wasmcron`) for the idle host's memory and for
-//! triggers over its HTTP API. See
+//! triggers over its HTTP API, and several sharing one PostgreSQL database
+//! (`wasmcron-test-pg`'s throwaway server) for the cluster. See
 //! `suite` for the sections; `cargo xtask bench` runs this beside its peers.
 //!
 //! Exit codes: 0 the suite ran (met targets or not: the report says), 1 a
 //! section failed, 2 a usage or setup error, found before any section ran.
 
 mod child;
+mod cluster;
 mod daemon;
 mod floor;
 mod history;

@@ -16,15 +16,7 @@ use wasmcron::runtime::{RunContext, RunControl, RunOutcome, Runtime};
 use wasmcron::store::StoreUrl;
 
 use crate::report::Figure;
-use crate::suite::Sizes;
-
-/// Sleeps an hour in `poll_oneoff`, touching one page of memory.
-const SLEEPER_WAT: &str = r#"(module
-  (import "wasi_snapshot_preview1" "poll_oneoff" (func $poll_oneoff (param i32 i32 i32 i32) (result i32)))
-  (memory (export "memory") 1)
-  (data (i32.const 16) "\01\00\00\00")
-  (data (i32.const 24) "\00\a0\8b\30\46\03\00\00")
-  (func (export "_start") (drop (call $poll_oneoff (i32.const 0) (i32.const 64) (i32.const 1) (i32.const 128)))))"#;
+use crate::suite::{SLEEPER_WAT, Sizes};
 
 const MIB: f64 = (1 << 20) as f64;
 

@@ -221,6 +221,12 @@ pub fn threads_cpu_of(pid: &str) -> Vec<ThreadCpu> {
         .collect()
 }
 
+/// CPU time (user plus system) process `pid` has used, its ended threads
+/// included, in clock ticks (10 ms, usually): from `/proc/PID/stat`.
+pub fn process_cpu_of(pid: &str) -> Option<Duration> {
+    stat_cpu(std::path::Path::new(&format!("/proc/{pid}/stat"))).map(|(_, cpu)| cpu)
+}
+
 /// The first field of `schedstat`: nanoseconds spent on a CPU.
 fn schedstat_cpu(path: &std::path::Path) -> Option<Duration> {
     let schedstat = std::fs::read_to_string(path).ok()?;

@@ -19,7 +19,10 @@
 //! second, beside a bare axum handler answering 202, the HTTP floor), and
 //! `history` (the API's run list over 100,000 recorded runs, by each
 //! filter the dashboard uses), and `outbound` (one HTTP request from a
-//! guest over wasi:http, beside the same request made natively).
+//! guest over wasi:http, beside the same request made natively), and
+//! `cluster` (`wasmcron run` hosts sharing one PostgreSQL database, beside
+//! one on SQLite: runs a second, statements per run, fire lateness, and
+//! the rescue of a killed host's run).
 //!
 //! Peers outside this process (the `wasmtime` CLI and a native process per
 //! run) are measured by `cargo xtask bench`, which runs this suite too.
@@ -31,11 +34,20 @@ use std::time::Duration;
 use wasmcron::runtime::Runtime;
 
 use crate::report::{Figure, Report};
-use crate::{daemon, floor, history, kernel, memory, outbound, sandbox, trigger};
+use crate::{cluster, daemon, floor, history, kernel, memory, outbound, sandbox, trigger};
 
 /// A trivial WASI command: writes "ok\n" to stdout and returns. The peers
 /// of `cargo xtask bench` run the same file.
 pub const TRIVIAL_WAT: &str = include_str!("../trivial.wat");
+
+/// Sleeps an hour in `poll_oneoff`, touching one page of memory: a run
+/// that stays running (blocked in a host call, running no wasm).
+pub(crate) const SLEEPER_WAT: &str = r#"(module
+  (import "wasi_snapshot_preview1" "poll_oneoff" (func $poll_oneoff (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 16) "\01\00\00\00")
+  (data (i32.const 24) "\00\a0\8b\30\46\03\00\00")
+  (func (export "_start") (drop (call $poll_oneoff (i32.const 0) (i32.const 64) (i32.const 1) (i32.const 128)))))"#;
 
 /// Declares `count` jobs in `jobs`, each on a distinct trivial module and
 /// due once a year: a host's worth of jobs that compile and then idle.
@@ -62,6 +74,7 @@ pub enum Section {
     Trigger,
     History,
     Outbound,
+    Cluster,
 }
 
 impl Section {
@@ -70,7 +83,7 @@ impl Section {
         clap::ValueEnum::to_possible_value(&self).map(|v| v.get_name().to_owned()).unwrap_or_default()
     }
 
-    pub const ALL: [Section; 11] = [
+    pub const ALL: [Section; 12] = [
         Section::Throughput,
         Section::Lateness,
         Section::Cancel,
@@ -82,6 +95,7 @@ impl Section {
         Section::Trigger,
         Section::History,
         Section::Outbound,
+        Section::Cluster,
     ];
 }
 
@@ -105,7 +119,7 @@ pub struct Options {
 /// What the suite needs and did not find: the program's setup, not a
 /// section, is at fault (exit code 2).
 #[derive(Debug)]
-pub struct Setup(String);
+pub struct Setup(pub String);
 
 impl std::fmt::Display for Setup {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -140,6 +154,13 @@ pub(crate) struct Sizes {
     pub history_runs: usize,
     /// HTTP requests a guest makes in one run of the `outbound` section.
     pub outbound_requests: usize,
+    /// Triggers in each burst of the `cluster` section.
+    pub cluster_runs: usize,
+    /// Jobs on `@every 1s` over the cluster's hosts, and for how long.
+    pub cluster_lateness_jobs: usize,
+    pub cluster_lateness_seconds: u64,
+    /// Hosts killed, one after another, for the rescue figure.
+    pub cluster_rescues: usize,
 }
 
 fn full() -> Sizes {
@@ -161,6 +182,10 @@ fn full() -> Sizes {
         paced_seconds: Duration::from_secs(10),
         history_runs: 100_000,
         outbound_requests: 2_000,
+        cluster_runs: 5_000,
+        cluster_lateness_jobs: 1000,
+        cluster_lateness_seconds: 20,
+        cluster_rescues: 5,
     }
 }
 
@@ -183,6 +208,10 @@ fn quick() -> Sizes {
         paced_seconds: Duration::from_millis(300),
         history_runs: 2_000,
         outbound_requests: 20,
+        cluster_runs: 100,
+        cluster_lateness_jobs: 20,
+        cluster_lateness_seconds: 3,
+        cluster_rescues: 1,
     }
 }
 
@@ -214,6 +243,7 @@ pub fn run(options: &Options, mut progress: impl FnMut(Section)) -> anyhow::Resu
             Section::Trigger => trigger::measure(sizes, &options.wasmcron)?,
             Section::History => history::measure(sizes, &options.wasmcron)?,
             Section::Outbound => outbound::compare(&runtime, sizes, &options.probe)?,
+            Section::Cluster => cluster::measure(sizes, &options.wasmcron)?,
         };
         report.figures.extend(figures);
     }
@@ -251,7 +281,8 @@ fn check_setup(options: &Options, sections: &[Section]) -> Result<(), Setup> {
             options.probe.display()
         )));
     }
-    let child = sections.iter().find(|s| matches!(s, Section::Memory | Section::Trigger | Section::History));
+    let child =
+        sections.iter().find(|s| matches!(s, Section::Memory | Section::Trigger | Section::History | Section::Cluster));
     if let Some(section) = child
         && !options.wasmcron.is_file()
     {

@@ -1,7 +1,8 @@
 //! `wasmcron-bench` (the suite) and `cargo xtask bench` (the suite beside
 //! its peers): short runs that check every section reports well-formed
 //! figures (the trigger section on its own too, against a `wasmcron run`
-//! child), and that bad options are explained before any section runs.
+//! child; the cluster section against hosts on a throwaway PostgreSQL),
+//! and that bad options are explained before any section runs.
 //! No timing thresholds: speed is judged in BENCHMARKS.md.
 
 use std::collections::BTreeSet;
@@ -49,6 +50,20 @@ const TRIGGER_FIGURES: [&str; 8] = [
     "trigger.started.p99",
     "trigger.answered.p99",
     "trigger.floor_answered.p99",
+];
+
+/// The `cluster` section's figures: hosts on one PostgreSQL database
+/// beside one on SQLite.
+const CLUSTER_FIGURES: [&str; 9] = [
+    "cluster.sqlite",
+    "cluster.pg1",
+    "cluster.pg2",
+    "cluster.pg3",
+    "cluster.cost_ratio",
+    "cluster.statements_per_run",
+    "cluster.transactions_per_run",
+    "cluster.lateness.p99",
+    "cluster.rescue.max",
 ];
 
 fn repo_root() -> PathBuf {
@@ -137,7 +152,7 @@ const MAY_BE_ZERO: [&str; 1] = ["memory.idle_wakeups"];
 
 /// Checks a whole suite's report: see `check_figures`.
 fn check_report(report: &Value) {
-    check_figures(report, FIGURES.iter().chain(&TRIGGER_FIGURES));
+    check_figures(report, FIGURES.iter().chain(&TRIGGER_FIGURES).chain(&CLUSTER_FIGURES));
 }
 
 /// Checks a report's shape: every figure in `expected` there, each figure
@@ -185,7 +200,8 @@ fn quick_suite_reports_every_section() {
     assert_eq!(report["quick"], true);
     check_report(&report);
     // Progress goes to stderr, one line per section.
-    assert_eq!(text(&output.stderr).lines().filter(|l| l.starts_with("wasmcron-bench: ")).count(), 11);
+    assert_eq!(text(&output.stderr).lines().filter(|l| l.starts_with("wasmcron-bench: ")).count(), 12);
+    check_cluster(&report);
 
     // For people: a Markdown table with the machine on top.
     let output = bench().args(["--quick", "--only", "floor,cancel"]).output().unwrap();
@@ -194,6 +210,26 @@ fn quick_suite_reports_every_section() {
     assert!(table.contains("| figure | target | measured | met | detail |"), "{table}");
     assert!(table.contains("sandbox per-run cost ÷ bare loop"), "{table}");
     assert!(!table.contains("throughput"), "--only runs only the sections named: {table}");
+}
+
+/// The cluster section's targets, and what its details promise: the
+/// cost ratio is of the figures it names, one host ran every run of its
+/// burst, and every fire was recorded once (else the section fails).
+fn check_cluster(report: &Value) {
+    let figures = report["figures"].as_array().unwrap();
+    let figure = |id: &str| figures.iter().find(|f| f["id"] == id).unwrap();
+    let value = |id: &str| figure(id)["value"].as_f64().unwrap();
+    for (id, limit) in
+        [("cluster.cost_ratio", 3.0), ("cluster.statements_per_run", 3.0), ("cluster.rescue.max", 2000.0)]
+    {
+        assert_eq!(figure(id)["target"]["limit"], limit, "{id}");
+        assert_eq!(figure(id)["target"]["bound"], "at_most", "{id}");
+    }
+    assert!((value("cluster.cost_ratio") - value("cluster.sqlite") / value("cluster.pg1")).abs() < 1e-9, "{report}");
+    let detail = |id: &str| figure(id)["detail"].as_str().unwrap().to_owned();
+    assert!(detail("cluster.pg1").contains("runs by host: host-1 100"), "{}", detail("cluster.pg1"));
+    let lateness = detail("cluster.lateness.p99");
+    assert!(lateness.contains("exactly one row per (job, scheduled_for)"), "{lateness}");
 }
 
 #[test]
