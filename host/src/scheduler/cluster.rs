@@ -28,6 +28,12 @@ use crate::store::{Claimable, Cluster, HostInfo, SharedOverlap};
 /// How often each host claims, rescues and beats without being woken.
 pub(super) const POLL: Duration = Duration::from_secs(1);
 
+/// The least time between two claims of one host. An idle host claims at
+/// once when woken; under a burst of triggers (each one notifies every
+/// host) claims are spaced by this, so that each takes many runs rather
+/// than every host paying a claim for each run.
+const CLAIM_GAP: Duration = Duration::from_millis(10);
+
 /// How long after start-up fires are left to the timer rather than the
 /// catch-up: a host joining a live cluster would otherwise record as
 /// missed a fire the others are about to record on time.
@@ -46,12 +52,29 @@ pub(super) struct Member {
     beating: Option<tokio::task::JoinHandle<()>>,
     /// Ticks so far (see `SYNC_EVERY`).
     ticks: u32,
+    /// When this host last claimed (see `CLAIM_GAP`).
+    claimed_at: Option<tokio::time::Instant>,
+    /// A `TimerKind::Claim` is in the heap.
+    claim_timer: bool,
+    /// The last claim filled the room there was: more runs may be due.
+    full: bool,
 }
 
 impl Member {
     pub fn new(cluster: Arc<dyn Cluster>, lease: Duration, name: String) -> Self {
         let wakeups = cluster.wakeups();
-        Member { cluster, lease, name, wakeups, wanted: true, beating: None, ticks: 0 }
+        Member {
+            cluster,
+            lease,
+            name,
+            wakeups,
+            wanted: true,
+            beating: None,
+            ticks: 0,
+            claimed_at: None,
+            claim_timer: false,
+            full: false,
+        }
     }
 }
 
@@ -192,15 +215,22 @@ impl Scheduler {
         if !member.wanted || room == 0 || self.draining || !self.backlog.may_start_runs() {
             return;
         }
+        if let Some(wait) = member.claimed_at.and_then(|at| CLAIM_GAP.checked_sub(at.elapsed())) {
+            if !member.claim_timer {
+                member.claim_timer = true;
+                let at = self.clock.now() + chrono::Duration::from_std(wait).expect("milliseconds");
+                self.add_timer(at, TimerKind::Claim);
+            }
+            return;
+        }
         member.wanted = false;
+        member.claimed_at = Some(tokio::time::Instant::now());
         let jobs: Vec<Claimable> = self.jobs.iter().map(|(name, slot)| claimable(name, slot)).collect();
         let (cluster, lease) = (member.cluster.clone(), member.lease);
         match cluster.claim(jobs, room as u32, lease).await {
             Ok(claimed) => {
-                if claimed.len() == room
-                    && let Some(member) = &mut self.member
-                {
-                    member.wanted = true; // there may be more
+                if let Some(member) = &mut self.member {
+                    member.full = claimed.len() == room;
                 }
                 for claim in claimed {
                     tracing::debug!(job = %claim.run.job, run_id = claim.run.id, fence = claim.fence, "run claimed");
@@ -217,6 +247,23 @@ impl Scheduler {
                 }
             }
             Err(error) => self.store_failed(&error, self.clock.now()),
+        }
+    }
+
+    /// A claim's spacing is over (see `CLAIM_GAP`).
+    pub(super) fn on_claim_timer(&mut self) {
+        if let Some(member) = &mut self.member {
+            member.claim_timer = false;
+        }
+    }
+
+    /// A run of this host ended: if the last claim took all the room there
+    /// was, more runs may be waiting for the slot it frees.
+    pub(super) fn after_run(&mut self) {
+        if let Some(member) = &mut self.member
+            && member.full
+        {
+            member.wanted = true;
         }
     }
 

@@ -358,6 +358,7 @@ impl Scheduler {
                 TimerKind::StoreRetry => store_retry = true,
                 TimerKind::View => self.view_timer = false,
                 TimerKind::Poll => poll = true,
+                TimerKind::Claim => self.on_claim_timer(),
                 TimerKind::Prune => {
                     let (retention, store, events) = (self.config.retention, self.store.clone(), self.events.clone());
                     tokio::spawn(async move {

@@ -98,6 +98,7 @@ impl Scheduler {
         let Completion { job, run_id, attempt, ended_at, payload, ended } = done;
         self.in_flight.remove(&run_id);
         self.view_changed = true;
+        self.after_run();
         if let Some(slot) = self.jobs.get_mut(&job) {
             slot.active = slot.active.saturating_sub(1);
         }

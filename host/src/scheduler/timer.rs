@@ -21,6 +21,8 @@ pub(super) enum TimerKind {
     Prune,
     /// A cluster tick: heartbeat, rescue, claim (see `cluster`).
     Poll,
+    /// A claim held back to space claims out may go now (see `cluster`).
+    Claim,
 }
 
 /// A heap entry, ordered so the earliest (then the first added) pops first.

@@ -22,10 +22,12 @@ mod cluster_tests;
 mod jobs;
 mod kv;
 mod notify;
+mod outcomes;
 mod runs;
 mod schema;
 #[cfg(test)]
 mod tests;
+mod triggers;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -34,7 +36,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime};
-use tokio::sync::{oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;
 
@@ -73,6 +75,10 @@ pub struct Inner {
     pub(super) describe: String,
     /// Dropped with the store, which ends the `LISTEN` task.
     _listening: oneshot::Sender<()>,
+    /// Outcomes to write, together with those waiting beside them (see `outcomes`).
+    outcomes: mpsc::UnboundedSender<outcomes::Outcome>,
+    /// Triggers to insert, together with those waiting beside them (see `triggers`).
+    triggers: mpsc::UnboundedSender<triggers::Trigger>,
 }
 
 impl std::ops::Deref for PgStore {
@@ -141,9 +147,32 @@ impl PgStore {
         let (wakeups, _) = watch::channel(0);
         let (listening, stop) = oneshot::channel();
         tokio::spawn(notify::listen(config, wakeups.clone(), stop, describe.clone()));
-        let inner =
-            Inner { pool, host_id: new_host_id(), fences: Mutex::default(), wakeups, describe, _listening: listening };
-        Ok(PgStore { inner: Arc::new(inner) })
+        let host_id = new_host_id();
+        let (outcomes, queue) = mpsc::unbounded_channel();
+        let writer = outcomes::Writer {
+            pool: pool.clone(),
+            host_id: host_id.clone(),
+            error: Arc::new({
+                let (pool, describe) = (pool.clone(), describe.clone());
+                move |source| map_error(&pool, &describe, source)
+            }),
+            describe: describe.clone(),
+        };
+        tokio::spawn(outcomes::write(writer, queue));
+        let (triggers, queue) = mpsc::unbounded_channel();
+        let inner = Inner {
+            pool,
+            host_id,
+            fences: Mutex::default(),
+            wakeups,
+            describe,
+            _listening: listening,
+            outcomes,
+            triggers,
+        };
+        let inner = Arc::new(inner);
+        tokio::spawn(triggers::write(Arc::downgrade(&inner), queue));
+        Ok(PgStore { inner })
     }
 
     /// Bumped whenever another host (or this one) says runs may be
@@ -175,16 +204,21 @@ impl PgStore {
     /// too, so that the next operations connect afresh instead of each
     /// finding out on a dead connection of its own.
     pub(super) fn error(&self, source: tokio_postgres::Error) -> StoreError {
-        let kind = kind(&source);
-        if kind == FailureKind::Io {
-            self.pool.retain(|_, _| false);
-        }
-        StoreError::Backend { store: self.describe.clone(), kind, source: Box::new(source) }
+        map_error(&self.pool, &self.describe, source)
     }
 
     pub(super) fn corrupt(&self, id: i64, field: &'static str, value: impl std::fmt::Debug) -> StoreError {
         StoreError::Corrupt { store: self.describe.clone(), id, field, value: format!("{value:?}") }
     }
+}
+
+/// A PostgreSQL error as a `StoreError` (see `PgStore::error`).
+fn map_error(pool: &Pool, describe: &str, source: tokio_postgres::Error) -> StoreError {
+    let kind = kind(&source);
+    if kind == FailureKind::Io {
+        pool.retain(|_, _| false);
+    }
+    StoreError::Backend { store: describe.to_owned(), kind, source: Box::new(source) }
 }
 
 /// What kind of failure a PostgreSQL error is: the connection (lost,

@@ -7,11 +7,13 @@ use std::collections::BTreeMap;
 use std::sync::LazyLock;
 
 use chrono::{DateTime, TimeDelta, Utc};
+use tokio::sync::oneshot;
 use tokio_postgres::Row;
 use tokio_postgres::types::{FromSql, ToSql};
 
 use super::PgStore;
 use super::notify::CHANNEL;
+use super::outcomes::Outcome;
 use crate::record::{RunRecord, Trigger};
 use crate::store::{
     Cancelled, FailureKind, Finished, KEY_WINDOW, NewRun, PendingRun, Recovered, Result, Retention, RunQuery,
@@ -185,13 +187,16 @@ impl PgStore {
     /// the insert tried again). Race-safe across hosts: the unique index
     /// lets one insert through, and the others find its run.
     pub(super) async fn trigger(&self, run: NewRun, now: DateTime<Utc>) -> Result<(i64, bool)> {
+        let Some(key) = run.idempotency_key.clone() else {
+            // Inserted with the triggers waiting beside it (see `triggers`).
+            let (answer, answered) = oneshot::channel();
+            self.triggers.send(super::triggers::Trigger { run, answer }).map_err(|_| StoreError::Closed)?;
+            return Ok((answered.await.map_err(|_| StoreError::Closed)??, true));
+        };
+        let key = &key;
         let mut rows = Rows::default();
         rows.push(&run, false);
         let client = self.client().await?;
-        let Some(key) = &run.idempotency_key else {
-            let inserted = self.insert_rows(&client, &rows, OnConflict::Fail, true).await?;
-            return Ok((inserted[0].0, true));
-        };
         // Each round inserts, finds the holder, or releases an expired key
         // (which another host may then take first: the next round finds it).
         for _ in 0..4 {
@@ -267,45 +272,20 @@ impl PgStore {
     /// Writes a run's outcome, only while it is still this attempt: a run
     /// this host claimed, under its fence; any other (`start_run`, `once`),
     /// only while no host holds it. Otherwise `Superseded`.
+    /// Writes a run's outcome, in the next statement of outcomes (see
+    /// `outcomes`), while the run is still this host's attempt.
     pub(super) async fn finish(&self, id: i64, finished: &Finished) -> Result<()> {
         let fence = self.fences.lock().expect("the fences lock").get(&id).copied();
-        let set = "UPDATE runs SET status = $2, ended_at = $3, exit_code = $4, error = $5, fuel_used = $6,
-                       stdout = $7, stderr = $8, output_dropped = $9
-                   WHERE id = $1 AND status = 'running'";
-        let client = self.client().await?;
-        let status = finished.status.as_str();
-        let fuel_used = finished.fuel_used.map(|f| f as i64);
-        let output_dropped = finished.output_dropped as i64;
-        let mut params: Vec<&(dyn ToSql + Sync)> = vec![
-            &id,
-            &status,
-            &finished.ended_at,
-            &finished.exit_code,
-            &finished.error,
-            &fuel_used,
-            &finished.stdout,
-            &finished.stderr,
-            &output_dropped,
-        ];
-        let sql = match &fence {
-            Some(fence) => {
-                params.push(fence);
-                params.push(&self.host_id);
-                format!("{set} AND fence = $10 AND host_id = $11")
-            }
-            None => format!("{set} AND host_id IS NULL"),
-        };
-        let statement = client.prepare_cached(&sql).await.map_err(|e| self.error(e))?;
-        let updated = client.execute(&statement, &params).await.map_err(|e| self.error(e))?;
+        let (answer, answered) = oneshot::channel();
+        let outcome = Outcome { id, fence, finished: finished.clone(), answer };
+        self.outcomes.send(outcome).map_err(|_| StoreError::Closed)?;
+        let written = answered.await.map_err(|_| StoreError::Closed)?;
         // Only a definite answer forgets the fence: a write that failed on
         // the way is retried (the backlog), and must carry it again.
-        if fence.is_some() {
+        if fence.is_some() && matches!(written, Ok(()) | Err(StoreError::Superseded { .. })) {
             self.fences.lock().expect("the fences lock").remove(&id);
         }
-        if updated == 0 {
-            return Err(StoreError::Superseded { id });
-        }
-        Ok(())
+        written
     }
 
     pub(super) async fn cancel(&self, id: i64, now: DateTime<Utc>) -> Result<Cancelled> {
