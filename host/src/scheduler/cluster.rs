@@ -21,8 +21,6 @@ use super::timer::TimerKind;
 use super::{JobSlot, Scheduler};
 use crate::clock::Clock;
 use crate::config::{JobSpec, Overlap};
-use crate::events::RunEvent;
-use crate::record::RunStatus;
 use crate::store::{Claimable, Cluster, HostInfo, SharedOverlap};
 
 /// How often each host claims, rescues and beats without being woken.
@@ -181,24 +179,10 @@ impl Scheduler {
     /// cluster's queue of triggered runs is.
     pub(super) async fn rescue(&mut self) {
         let Some(member) = &self.member else { return };
-        let attempts = self.jobs.iter().map(|(name, slot)| (name.clone(), slot.spec.retry.attempts)).collect();
-        match member.cluster.rescue(attempts).await {
+        match member.cluster.rescue(self.attempts()).await {
             Ok(rescued) => {
-                let now = self.clock.now();
-                for run in &rescued.abandoned {
-                    tracing::warn!(job = %run.job, run_id = run.id, "run abandoned: its host's lease lapsed; retried if attempts remain");
-                    self.events.emit(|| {
-                        RunEvent::ended(
-                            &run.job,
-                            run.id,
-                            run.trigger,
-                            run.attempt,
-                            run.scheduled_for,
-                            now,
-                            RunStatus::Abandoned,
-                        )
-                    });
-                }
+                let why = "run abandoned: its host's lease lapsed; retried if attempts remain";
+                self.report_abandoned(&rescued.abandoned, why, self.clock.now());
                 if self.triggered_waiting != rescued.triggered_waiting {
                     self.triggered_waiting = rescued.triggered_waiting;
                     self.view_changed = true;

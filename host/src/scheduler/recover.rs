@@ -16,7 +16,7 @@ use chrono::{DateTime, Utc};
 use super::{LastRun, Scheduler, plan_catch_up};
 use crate::config::CatchUp as Policy;
 use crate::events::{HostEvent, RunEvent};
-use crate::record::{RunStatus, format_time};
+use crate::record::{RunRecord, RunStatus, format_time};
 use crate::store::{self, NewRun, StoreError};
 
 /// Why fires were not run when due: the reason recorded with a `missed` one.
@@ -49,8 +49,7 @@ impl Scheduler {
     async fn try_recover(&mut self) -> Result<(), StoreError> {
         self.sync_clock().await?;
         let now = self.clock.now();
-        let attempts: BTreeMap<String, u32> =
-            self.jobs.iter().map(|(name, slot)| (name.clone(), slot.spec.retry.attempts)).collect();
+        let attempts = self.attempts();
         let recovered = match &self.member {
             // Other hosts' runs are theirs: only lapsed leases are ended,
             // and pending runs wait in the store to be claimed.
@@ -64,20 +63,11 @@ impl Scheduler {
         // In a cluster, the latest fires are the timers' (on every host):
         // the catch-up stops short of them (see `cluster::SETTLE`).
         let settled = if self.member.is_some() { now - super::cluster::SETTLE } else { now };
-        for run in &recovered.abandoned {
-            tracing::warn!(job = %run.job, run_id = run.id, "run abandoned: the host stopped during it");
-            self.events.emit(|| {
-                RunEvent::ended(
-                    &run.job,
-                    run.id,
-                    run.trigger,
-                    run.attempt,
-                    run.scheduled_for,
-                    now,
-                    RunStatus::Abandoned,
-                )
-            });
-        }
+        let why = match self.member {
+            Some(_) => "run abandoned: its host's lease lapsed; retried if attempts remain",
+            None => "run abandoned: the host stopped during it",
+        };
+        self.report_abandoned(&recovered.abandoned, why, now);
         let states = self.store.job_states().await?;
         for (name, slot) in &mut self.jobs {
             if let Some(state) = states.get(name) {
@@ -112,6 +102,23 @@ impl Scheduler {
             self.schedule_next(&job, settled);
         }
         Ok(())
+    }
+
+    /// Each job's `[retry] attempts`, by name: what recovery and rescue
+    /// retry abandoned runs by.
+    pub(super) fn attempts(&self) -> BTreeMap<String, u32> {
+        self.jobs.iter().map(|(name, slot)| (name.clone(), slot.spec.retry.attempts)).collect()
+    }
+
+    /// Logs and tells observers of runs found abandoned, `why` as said.
+    pub(super) fn report_abandoned(&self, runs: &[RunRecord], why: &str, now: DateTime<Utc>) {
+        for run in runs {
+            tracing::warn!(job = %run.job, run_id = run.id, "{why}");
+            self.events.emit(|| {
+                let (job, trigger, attempt, due) = (&run.job, run.trigger, run.attempt, run.scheduled_for);
+                RunEvent::ended(job, run.id, trigger, attempt, due, now, RunStatus::Abandoned)
+            });
+        }
     }
 
     /// Why a delayed run whose time came while the host was down is not

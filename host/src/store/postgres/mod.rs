@@ -212,6 +212,20 @@ impl PgStore {
     }
 }
 
+/// The errors for callers whose writes shared one failed statement (see
+/// `outcomes` and `triggers`): the first gets the error as it came, each
+/// other one of the same kind and words, to hold and try again.
+fn shared_failure(error: StoreError, callers: usize, describe: &str) -> Vec<StoreError> {
+    let (kind, message) = (error.kind(), error.to_string());
+    let mut errors = vec![error];
+    errors.extend((1..callers).map(|_| StoreError::Backend {
+        store: describe.to_owned(),
+        kind,
+        source: message.clone().into(),
+    }));
+    errors
+}
+
 /// A PostgreSQL error as a `StoreError` (see `PgStore::error`).
 fn map_error(pool: &Pool, describe: &str, source: tokio_postgres::Error) -> StoreError {
     let kind = kind(&source);

@@ -50,17 +50,11 @@ pub(super) struct Writer {
 /// Writes outcomes as they come, each batch in one statement, until every
 /// sender is gone (the store dropped).
 pub(super) async fn write(writer: Writer, mut queue: mpsc::UnboundedReceiver<Outcome>) {
-    while let Some(first) = queue.recv().await {
-        let mut batch = vec![first];
-        while batch.len() < BATCH {
-            match queue.try_recv() {
-                Ok(next) => batch.push(next),
-                Err(_) => break,
-            }
-        }
+    let mut batch = Vec::with_capacity(BATCH);
+    while queue.recv_many(&mut batch, BATCH).await > 0 {
         match writer.statement(&batch).await {
             Ok(written) => {
-                for outcome in batch {
+                for outcome in batch.drain(..) {
                     let answer = match written.contains(&outcome.id) {
                         true => Ok(()),
                         false => Err(StoreError::Superseded { id: outcome.id }),
@@ -70,12 +64,8 @@ pub(super) async fn write(writer: Writer, mut queue: mpsc::UnboundedReceiver<Out
             }
             Err(error) => {
                 // Each caller holds its outcome and tries again (the scheduler's backlog).
-                let message = error.to_string();
-                let kind = error.kind();
-                let _ = batch.pop().map(|last| last.answer.send(Err(error)));
-                for outcome in batch {
-                    let error =
-                        StoreError::Backend { store: writer.describe.clone(), kind, source: message.clone().into() };
+                let errors = super::shared_failure(error, batch.len(), &writer.describe);
+                for (outcome, error) in batch.drain(..).zip(errors) {
                     let _ = outcome.answer.send(Err(error));
                 }
             }

@@ -10,7 +10,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::runs::{OnConflict, Rows};
 use super::{Inner, PgStore};
-use crate::store::{NewRun, Result, StoreError};
+use crate::store::{FailureKind, NewRun, Result, StoreError};
 
 /// The most triggers one statement writes.
 const BATCH: usize = 256;
@@ -23,14 +23,8 @@ pub(super) struct Trigger {
 
 /// Writes triggers as they come until the store is gone.
 pub(super) async fn write(store: Weak<Inner>, mut queue: mpsc::UnboundedReceiver<Trigger>) {
-    while let Some(first) = queue.recv().await {
-        let mut batch = vec![first];
-        while batch.len() < BATCH {
-            match queue.try_recv() {
-                Ok(next) => batch.push(next),
-                Err(_) => break,
-            }
-        }
+    let mut batch = Vec::with_capacity(BATCH);
+    while queue.recv_many(&mut batch, BATCH).await > 0 {
         let Some(inner) = store.upgrade() else { return };
         let store = PgStore { inner };
         let mut rows = Rows::default();
@@ -39,33 +33,21 @@ pub(super) async fn write(store: Weak<Inner>, mut queue: mpsc::UnboundedReceiver
             Ok(client) => store.insert_rows(&client, &rows, OnConflict::Fail, true).await,
             Err(error) => Err(error),
         };
-        match written {
-            Ok(ids) if ids.len() == batch.len() => {
-                for (trigger, (id, ..)) in batch.into_iter().zip(ids) {
-                    let _ = trigger.answer.send(Ok(id));
-                }
-            }
+        let answers: Vec<Result<i64>> = match written {
+            Ok(ids) if ids.len() == batch.len() => ids.into_iter().map(|(id, ..)| Ok(id)).collect(),
             Ok(ids) => {
-                let error = format!("{} of {} triggers came back from their insert", ids.len(), batch.len());
-                for trigger in batch {
-                    let source = error.clone().into();
-                    let error = StoreError::Backend {
-                        store: store.describe.clone(),
-                        kind: crate::store::FailureKind::Other,
-                        source,
-                    };
-                    let _ = trigger.answer.send(Err(error));
-                }
+                let source = format!("{} of {} triggers came back from their insert", ids.len(), batch.len());
+                let error = StoreError::Backend {
+                    store: store.describe.clone(),
+                    kind: FailureKind::Other,
+                    source: source.into(),
+                };
+                super::shared_failure(error, batch.len(), &store.describe).into_iter().map(Err).collect()
             }
-            Err(error) => {
-                let (kind, message) = (error.kind(), error.to_string());
-                let _ = batch.pop().map(|last| last.answer.send(Err(error)));
-                for trigger in batch {
-                    let error =
-                        StoreError::Backend { store: store.describe.clone(), kind, source: message.clone().into() };
-                    let _ = trigger.answer.send(Err(error));
-                }
-            }
+            Err(error) => super::shared_failure(error, batch.len(), &store.describe).into_iter().map(Err).collect(),
+        };
+        for (trigger, answer) in batch.drain(..).zip(answers) {
+            let _ = trigger.answer.send(answer);
         }
     }
 }
