@@ -26,6 +26,7 @@ mod reload;
 mod scaffold;
 mod scheduler;
 mod secrets;
+mod storefaults;
 mod support;
 mod systemd;
 mod world;

@@ -122,7 +122,7 @@ impl Api {
     }
 
     /// The scrape, with the read-only token, as Prometheus asks for it.
-    fn scrape(&self) -> Scrape {
+    pub fn scrape(&self) -> Scrape {
         let answer = self.call(reqwest::Method::GET, "/metrics", Some(&self.read), Vec::new(), &[]).unwrap();
         assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
         assert_eq!(answer.headers["content-type"], "text/plain; version=0.0.4; charset=utf-8");

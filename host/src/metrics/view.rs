@@ -48,6 +48,10 @@ impl Collector for FromView {
             let help = "Triggered runs that may wait at most (--max-queued); beyond it a trigger gets 429.";
             gauge(&mut encoder, "queue_capacity", help, None, &ConstGauge::new(queue.capacity as i64))?;
         }
+        let help = "1 while the store does not take writes (the host holds them and retries), else 0.";
+        gauge(&mut encoder, "store_failing", help, None, &ConstGauge::new(i64::from(view.store.failing.is_some())))?;
+        let help = "Outcomes of ended runs held in memory until the store takes them.";
+        gauge(&mut encoder, "store_held_outcomes", help, None, &ConstGauge::new(view.store.held_outcomes as i64))?;
         let (next_fire, last_success) =
             (Family::<JobLabel, FloatGauge>::default(), Family::<JobLabel, FloatGauge>::default());
         let paused = Family::<JobLabel, Gauge>::default();

@@ -97,6 +97,10 @@ fn serve(db: Db, queue: mpsc::Receiver<Work>) {
 
 /// Runs `batch` in one transaction and answers each piece of work.
 fn run_batch(db: &Db, batch: Vec<Work>) {
+    if let Some(reason) = db.replaced() {
+        refuse(db, batch, reason);
+        return;
+    }
     // If BEGIN fails, each piece runs (and commits) on its own savepoint.
     let mut in_batch = db.conn.execute_batch("BEGIN IMMEDIATE").is_ok();
     let mut answers: Vec<(Answer, bool)> = Vec::with_capacity(batch.len());
@@ -131,6 +135,25 @@ fn run_batch(db: &Db, batch: Vec<Work>) {
             _ => Ok(()),
         };
         answer(result);
+    }
+}
+
+/// Answers every piece of `batch` with `reason`, keeping none of it:
+/// each runs (its answer is made by running it) in a transaction rolled
+/// back at the end.
+fn refuse(db: &Db, batch: Vec<Work>, reason: &'static str) {
+    tracing::debug!(reason, path = %db.path.display(), "a batch of store work refused");
+    let began = db.conn.execute_batch("BEGIN").is_ok();
+    let answers: Vec<Answer> = batch.into_iter().map(|work| work(db).0).collect();
+    if began {
+        let _ = db.conn.execute_batch("ROLLBACK");
+    }
+    for answer in answers {
+        answer(Err(StoreError::Backend {
+            store: db.path.display().to_string(),
+            kind: FailureKind::Io,
+            source: reason.into(),
+        }));
     }
 }
 

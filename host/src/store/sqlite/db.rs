@@ -14,6 +14,10 @@ use crate::store::{FailureKind, Result, StoreError};
 pub(super) struct Db {
     pub conn: Connection,
     pub path: PathBuf,
+    /// The file opened, as (device, inode): a file put in its place
+    /// later (a restore copied over it, a move) is not the database this
+    /// connection writes to, and is caught before each write.
+    identity: Option<(u64, u64)>,
 }
 
 impl Db {
@@ -23,10 +27,26 @@ impl Db {
             std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir { path: dir.to_owned(), source })?;
         }
         let conn = Connection::open(path).map_err(|source| backend(path, source))?;
-        let db = Db { conn, path: path.to_owned() };
+        let identity = file_identity(path);
+        let db = Db { conn, path: path.to_owned(), identity };
         db.configure().map_err(|e| db.error(e))?;
         db.migrate()?;
         Ok(db)
+    }
+
+    /// Why not to write, if the file at `path` is no longer the one
+    /// opened: writes would go to a file nobody will read again. They
+    /// wait (the host holds them) until the file is put back, or the host
+    /// restarts.
+    pub fn replaced(&self) -> Option<&'static str> {
+        if self.identity.is_none() || file_identity(&self.path) == self.identity {
+            return None;
+        }
+        Some(
+            "the database file is no longer the one this host opened (it was replaced, moved or deleted while \
+             the host ran); writes are held until the original is back at that path, or restart the host to use \
+             the file there now",
+        )
     }
 
     pub fn error(&self, source: rusqlite::Error) -> StoreError {
@@ -100,6 +120,11 @@ impl Db {
         self.conn.prepare_cached(sql).and_then(|mut statement| statement.execute([])).map_err(|e| self.error(e))?;
         Ok(())
     }
+}
+
+fn file_identity(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|meta| (meta.dev(), meta.ino()))
 }
 
 /// A rusqlite error as the host sees it: where, what kind, and the cause.

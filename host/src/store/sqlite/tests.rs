@@ -38,6 +38,40 @@ async fn a_full_database_fails_the_write_and_keeps_what_was_there() {
 }
 
 #[tokio::test]
+async fn a_database_file_replaced_under_the_store_refuses_writes_until_it_is_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir).await;
+    let path = dir.path().join("state").join(DATABASE_FILE);
+    let now = at("2026-11-24T10:00:00Z");
+    let id = insert(&store, NewRun { status: RunStatus::Running, ..NewRun::pending("a", Trigger::Manual, now) }).await;
+    // An operator restores "a backup" by moving another file into place.
+    let aside = dir.path().join("state").join("moved-aside.db");
+    std::fs::rename(&path, &aside).unwrap();
+    drop(Connection::open(&path).unwrap());
+    let error = store.finish_run(id, finished(RunStatus::Succeeded, now)).await.unwrap_err();
+    assert_eq!(error.kind(), FailureKind::Io, "{error}");
+    let message = error.to_string();
+    assert!(message.contains(&path.display().to_string()), "names the file: {message}");
+    assert!(message.contains("no longer the one this host opened"), "{message}");
+    assert!(message.contains("restart the host"), "says what to do: {message}");
+    assert_eq!(
+        Connection::open(&path)
+            .unwrap()
+            .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get::<_, i64>(0))
+            .unwrap(),
+        0,
+        "the replacement was not written to"
+    );
+    // Deleted outright: the same.
+    std::fs::remove_file(&path).unwrap();
+    assert!(store.finish_run(id, finished(RunStatus::Succeeded, now)).await.is_err());
+    // The original back: writes go through, and nothing was lost.
+    std::fs::rename(&aside, &path).unwrap();
+    store.finish_run(id, finished(RunStatus::Succeeded, now)).await.unwrap();
+    assert_eq!(store.run(id).await.unwrap().unwrap().status, RunStatus::Succeeded);
+}
+
+#[tokio::test]
 async fn a_newer_schema_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     drop(open(&dir).await);
