@@ -61,3 +61,36 @@ fn the_commands_it_shows_exist() {
         );
     }
 }
+
+/// Retention as the guide describes it, on a short `--prune-every`: a job
+/// firing every second keeps its newest `--keep-runs` runs, the newest
+/// among them.
+#[test]
+fn history_is_pruned_to_keep_runs_every_prune_interval() {
+    use wasmcron::record::RunStatus;
+
+    let sandbox = crate::support::Sandbox::new();
+    sandbox.add_fixture("hello.wat");
+    sandbox.declare("hello", "schedule = \"@every 1s\"");
+    let host = crate::daemon::Host::start(&sandbox, &["--keep-runs", "3", "--prune-every", "2s"]);
+    let runs = || crate::support::all_runs(&sandbox);
+    crate::support::wait_for("ten runs made", std::time::Duration::from_secs(60), || {
+        runs().last().is_some_and(|run| run.id >= 10)
+    });
+    crate::support::wait_for("a prune", std::time::Duration::from_secs(10), || runs().len() <= 6);
+    host.stop();
+    let kept = runs();
+    // Pruned down to 3; the fires since the last prune are kept as well.
+    assert!(kept.len() <= 6, "{} runs kept", kept.len());
+    let newest = kept.last().unwrap().id;
+    assert!(newest >= 10);
+    assert!(
+        kept.iter().all(|run| run.id > newest - 7 && run.status == RunStatus::Succeeded),
+        "the newest are kept: {kept:?}"
+    );
+
+    let refused = sandbox.wasmcron(&["run", "--prune-every", "10ms"]).output().unwrap();
+    assert_eq!(refused.status.code(), Some(2));
+    let stderr = crate::support::text(&refused.stderr);
+    assert!(stderr.contains("too often to prune history; give 1s or more"), "{stderr}");
+}

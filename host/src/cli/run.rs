@@ -37,9 +37,13 @@ pub struct Args {
     /// beyond it is refused ("try again later"), never dropped.
     #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_queued: u32,
-    /// Runs kept per job; older ones are pruned hourly.
+    /// Runs kept per job; older ones are pruned every `--prune-every`.
     #[arg(long, default_value_t = 1000)]
     pub keep_runs: u32,
+    /// How often history is pruned to `--keep-runs`, `--keep-for` and
+    /// `--keep-failed-for`.
+    #[arg(long, default_value = "1h", value_parser = prune_every)]
+    pub prune_every: Duration,
     /// Age after which successful, skipped and missed runs are pruned.
     #[arg(long, default_value = "30d", value_parser = duration)]
     pub keep_for: Duration,
@@ -58,6 +62,15 @@ pub struct Args {
     /// How long file changes must settle before jobs are reloaded.
     #[arg(long, default_value = "75ms", value_parser = duration)]
     pub debounce: Duration,
+}
+
+/// `--prune-every`: at least a second, so pruning never crowds out runs.
+fn prune_every(text: &str) -> Result<Duration, String> {
+    let every = duration(text)?;
+    if every < Duration::from_secs(1) {
+        return Err(format!("{text:?} is too often to prune history; give 1s or more (the default is 1h)"));
+    }
+    Ok(every)
 }
 
 /// `--lease`: long enough for a renewal a third of the way through to
@@ -158,6 +171,7 @@ pub fn run(globals: &Globals, args: Args) -> anyhow::Result<ExitCode> {
             max_age: args.keep_for,
             failed_max_age: args.keep_failed_for,
         },
+        prune_every: args.prune_every,
         lease: args.lease,
         host_name: args.host_name.clone().unwrap_or_else(default_host_name),
     };

@@ -62,6 +62,8 @@ pub struct SchedulerConfig {
     /// How long shutdown waits for running guests before cancelling them.
     pub grace: Duration,
     pub retention: Retention,
+    /// How often history is pruned to `retention`.
+    pub prune_every: Duration,
     /// On a shared store: how long a claim holds without renewal. A host
     /// renews at a third of it; one silent for longer loses its runs.
     pub lease: Duration,
@@ -76,14 +78,12 @@ impl Default for SchedulerConfig {
             max_queued: 10_000,
             grace: Duration::from_secs(15),
             retention: Retention::default(),
+            prune_every: Duration::from_secs(3600),
             lease: Duration::from_secs(30),
             host_name: "wasmcron".to_owned(),
         }
     }
 }
-
-/// How often history is pruned.
-const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
 struct JobSlot {
     spec: Arc<JobSpec>,
@@ -274,7 +274,7 @@ impl Scheduler {
         if !self.recover(shutdown.as_mut()).await {
             return Ok(()); // stopped while the store kept failing
         }
-        self.add_timer(self.clock.now() + chrono::Duration::from_std(PRUNE_EVERY)?, TimerKind::Prune);
+        self.add_timer(self.clock.now() + chrono::Duration::from_std(self.config.prune_every)?, TimerKind::Prune);
         if self.member.is_some() {
             self.add_timer(self.clock.now(), TimerKind::Poll);
         }
@@ -370,7 +370,9 @@ impl Scheduler {
                             }
                         }
                     });
-                    self.add_timer(now + chrono::Duration::from_std(PRUNE_EVERY).expect("an hour"), TimerKind::Prune);
+                    let every =
+                        chrono::Duration::from_std(self.config.prune_every).unwrap_or(chrono::Duration::hours(1));
+                    self.add_timer(now + every, TimerKind::Prune);
                 }
             }
         }
