@@ -10,6 +10,7 @@ mod cli;
 mod cluster;
 mod commands;
 mod control;
+mod crashloop;
 mod daemon;
 mod dashboard;
 mod declarations;
