@@ -4,6 +4,7 @@
 //! `tests/fixtures`, and guests built from source by `support::guests`.
 
 mod abi;
+mod abuse;
 mod api;
 mod backup;
 mod cli;
