@@ -105,7 +105,7 @@ fn trigger_continuously(
         while !stop.load(Ordering::Relaxed) {
             n += 1;
             let payload = format!("{}-{n}", ["ok", "fl", "xx"][(n % 3) as usize]);
-            let key = (n % 5 == 0).then(|| format!("key-{n}"));
+            let key = n.is_multiple_of(5).then(|| format!("key-{n}"));
             let headers: Vec<(&str, &str)> = key.iter().map(|k| ("Idempotency-Key", k.as_str())).collect();
             let ask = || {
                 let base = base.lock().unwrap().clone();
