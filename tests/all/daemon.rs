@@ -200,7 +200,7 @@ fn sigterm_lets_short_runs_finish_and_cancels_long_ones_after_the_grace() {
 
 /// A module that takes a while to compile: many functions of loads,
 /// arithmetic and stores.
-fn slow_to_compile(functions: usize) -> String {
+pub(crate) fn slow_to_compile(functions: usize) -> String {
     let mut wat = String::from("(module\n  (memory (export \"memory\") 1)\n  (func (export \"_start\"))");
     for i in 0..functions {
         wat.push_str("\n  (func (param i32 i32) (result i32) (local i32) (loop $again");

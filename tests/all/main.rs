@@ -4,16 +4,20 @@
 //! `tests/fixtures`, and guests built from source by `support::guests`.
 
 mod abi;
+mod abuse;
 mod api;
 mod backup;
 mod cli;
+mod clockjump;
 mod cluster;
 mod commands;
 mod control;
+mod crashloop;
 mod daemon;
 mod dashboard;
 mod declarations;
 mod examples;
+mod faketime;
 mod faults;
 mod hostile;
 mod layers;

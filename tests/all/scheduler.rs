@@ -70,12 +70,23 @@ impl World {
         observers: Vec<Arc<dyn Observer>>,
         driver: impl AsyncFnOnce(Handle) -> T,
     ) -> T {
+        // The store's work runs on the blocking pool, which holds the
+        // paused clock still meanwhile: the store takes no virtual time.
+        self.drive_on(Clock::starting_at(at(origin)), how_long, store, observers, driver).await
+    }
+
+    /// As [`World::drive`], on `clock` (which the driver may make jump).
+    pub async fn drive_on<T>(
+        &self,
+        clock: Clock,
+        how_long: Duration,
+        store: Arc<dyn Store>,
+        observers: Vec<Arc<dyn Observer>>,
+        driver: impl AsyncFnOnce(Handle) -> T,
+    ) -> T {
         let runtime = Arc::new(Runtime::new().unwrap());
         let registry = Registry::load(&runtime, &self.sandbox.jobs(), None).unwrap();
         assert!(registry.errors.is_empty(), "{:?}", registry.errors.first().map(|e| e.to_string()));
-        // The store's work runs on the blocking pool, which holds the
-        // paused clock still meanwhile: the store takes no virtual time.
-        let clock = Clock::starting_at(at(origin));
         let (scheduler, handle) = Scheduler::new(runtime, store, clock, self.config.clone(), registry.jobs);
         let scheduler = scheduler.with_observers(observers);
         let (ran, driven) = tokio::join!(scheduler.run(tokio::time::sleep(how_long)), driver(handle));

@@ -47,6 +47,18 @@ pub fn guests() -> &'static Guests {
     })
 }
 
+/// The hostile job-world guest (`tests/guests/flood`, a component), built
+/// with the other test guests for wasm32-wasip2 only: without the example
+/// plugins, which [`guests`] builds too.
+pub fn flood() -> &'static Path {
+    static FLOOD: OnceLock<PathBuf> = OnceLock::new();
+    FLOOD.get_or_init(|| {
+        toolchains();
+        cargo_build(&repo_root().join("tests/guests/Cargo.toml"), "wasm32-wasip2");
+        repo_root().join("tests/guests/target/wasm32-wasip2/release/flood.wasm")
+    })
+}
+
 /// Installs what the tests build and check with, if missing (wasm targets,
 /// clang + wasi-libc, Zig, promtool, the Prometheus Python client…), once
 /// per test binary, so the suite runs on a machine with only the stable

@@ -6,13 +6,12 @@ use std::process::ExitCode;
 
 use super::{FAILED, Globals};
 use crate::registry::Registry;
-use crate::runtime::Runtime;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {}
 
 pub fn run(globals: &Globals, _args: Args) -> anyhow::Result<ExitCode> {
-    let runtime = Runtime::new()?;
+    let runtime = globals.runtime()?;
     // No cache: a check compiles every module, as a first load would.
     let registry = Registry::load(&runtime, &globals.jobs, None)?;
     for job in &registry.jobs {

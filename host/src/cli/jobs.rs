@@ -10,7 +10,6 @@ use chrono::Utc;
 use super::Globals;
 use crate::record::format_time;
 use crate::registry::Registry;
-use crate::runtime::Runtime;
 use crate::scheduler::{JobView, JobsView, LastRun, StoreHealth};
 
 #[derive(Debug, clap::Args)]
@@ -37,7 +36,7 @@ pub fn run(globals: &Globals, args: Args) -> anyhow::Result<ExitCode> {
 
 /// The jobs view from the files as they are now and what the store holds.
 fn build_view(globals: &Globals) -> anyhow::Result<JobsView> {
-    let runtime = Runtime::new()?;
+    let runtime = globals.runtime()?;
     let url = globals.store_url()?;
     let has_store = url.exists();
     let cache = if has_store { super::compile_cache(globals) } else { None };

@@ -59,6 +59,19 @@ pub struct Globals {
     /// Log format on stderr: `text` for people, `json` for machines.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// The longest a module may take to compile when jobs are loaded
+    /// (`run`, a reload, `check`, `once`); one that takes longer is a load
+    /// error naming its file and the limit.
+    #[arg(long, global = true, env = "WASMCRON_COMPILE_TIMEOUT", default_value = "30s", value_name = "DUR",
+          value_parser = crate::units::parse_duration)]
+    pub compile_timeout: std::time::Duration,
+}
+
+impl Globals {
+    /// The runtime every subcommand that compiles starts from.
+    pub fn runtime(&self) -> anyhow::Result<crate::runtime::Runtime> {
+        Ok(crate::runtime::Runtime::new()?.with_compile_timeout(self.compile_timeout))
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -17,7 +17,7 @@ use crate::config::{self, JobSpec};
 use crate::jobhost::{Queue, StoreJobHost};
 use crate::record::{RunStatus, Trigger};
 use crate::registry;
-use crate::runtime::{CredentialDirs, RunContext, RunControl, Runtime};
+use crate::runtime::{CredentialDirs, RunContext, RunControl};
 use crate::scheduler;
 use crate::store::NewRun;
 
@@ -42,7 +42,7 @@ pub fn run(globals: &Globals, args: Args) -> anyhow::Result<ExitCode> {
         }
     };
     let payload = read_payload(args.payload.as_deref())?;
-    let runtime = Runtime::new()?.with_credentials(CredentialDirs::from_env(&globals.state));
+    let runtime = globals.runtime()?.with_credentials(CredentialDirs::from_env(&globals.state));
     let cache = super::compile_cache(globals);
     let loaded =
         registry::read_module(&spec).and_then(|bytes| registry::compile(&runtime, &spec, &bytes, cache.as_ref()));

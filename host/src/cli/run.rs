@@ -19,7 +19,7 @@ use tokio::sync::watch;
 use crate::api::{self, ApiState, Tokens};
 use crate::clock::Clock;
 use crate::registry::Registry;
-use crate::runtime::{CredentialDirs, Runtime};
+use crate::runtime::CredentialDirs;
 use crate::scheduler::{ReloadConfig, Scheduler, SchedulerConfig};
 use crate::store::Retention;
 use crate::systemd::Notifier;
@@ -135,7 +135,7 @@ pub fn run(globals: &Globals, args: Args) -> anyhow::Result<ExitCode> {
     let url = globals.store_url()?;
     let store = tokio.block_on(url.open())?;
     let cache = super::compile_cache(globals).map(Arc::new);
-    let runtime = Arc::new(Runtime::new()?.with_credentials(CredentialDirs::from_env(&globals.state)));
+    let runtime = Arc::new(globals.runtime()?.with_credentials(CredentialDirs::from_env(&globals.state)));
     let registry = Registry::load(&runtime, &globals.jobs, cache.as_deref())?;
     let mut reported = BTreeMap::new();
     for error in &registry.errors {

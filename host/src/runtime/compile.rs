@@ -85,6 +85,11 @@ pub enum CompileError {
     #[error("is not valid WebAssembly: {0:#}")]
     Invalid(wasmtime::Error),
     #[error(
+        "took longer than the compile time limit ({}) to compile; make the module smaller, or raise the limit with --compile-timeout (WASMCRON_COMPILE_TIMEOUT)",
+        crate::units::format_duration(*.0)
+    )]
+    TooSlow(std::time::Duration),
+    #[error(
         "cannot be linked: {0:#}. A job may import only WASI (wasi_snapshot_preview1, or wasi:* 0.2 for components, wasi:http included)"
     )]
     Unlinkable(wasmtime::Error),
@@ -122,6 +127,7 @@ impl Runtime {
             std::borrow::Cow::Owned(wat::parse_str(text).map_err(|e| CompileError::NotWasm(e.to_string()))?)
         };
         let engines: &EngineSet = self.engines(metered);
+        let engine = engines.engine.clone();
         let (kind, provenance, network_imports) = if wasmparser::Parser::is_component(&binary) {
             let (component, provenance) = cache::load_or_compile(
                 cache,
@@ -129,7 +135,7 @@ impl Runtime {
                 // SAFETY: cache entries are written only by this host into its
                 // private state folder, and wasmtime checks their compatibility.
                 |path| unsafe { Component::deserialize_file(&engines.engine, path) }.ok(),
-                || Component::new(&engines.engine, &binary).map_err(CompileError::Invalid),
+                || within_limit(&engine, &binary, self.compile_timeout, |engine, bytes| Component::new(engine, bytes)),
                 Component::serialize,
             )?;
             let network_imports = NetworkImports::of(&component, &engines.engine);
@@ -146,7 +152,7 @@ impl Runtime {
                 &engines.cache_entry(sha256, "module"),
                 // SAFETY: as above.
                 |path| unsafe { Module::deserialize_file(&engines.engine, path) }.ok(),
-                || Module::new(&engines.engine, &binary).map_err(CompileError::Invalid),
+                || within_limit(&engine, &binary, self.compile_timeout, |engine, bytes| Module::new(engine, bytes)),
                 Module::serialize,
             )?;
             if module.get_export("_start").is_none() {
@@ -156,6 +162,31 @@ impl Runtime {
             (GuestKind::Command(pre), provenance, NetworkImports::default())
         };
         Ok((CompiledJob { kind, sha256: sha256.to_owned(), metered, network_imports }, provenance))
+    }
+}
+
+/// Compiles `binary` with `compile` on a thread of its own, waiting at most
+/// `limit`. Cranelift cannot be stopped midway: past the limit the thread
+/// is left to finish and its code is dropped, so a module that is slow to
+/// compile costs one core for a while, but never holds up a load or
+/// `check` for longer than the limit.
+fn within_limit<T: Send + 'static>(
+    engine: &Engine,
+    binary: &[u8],
+    limit: std::time::Duration,
+    compile: fn(&Engine, &[u8]) -> wasmtime::Result<T>,
+) -> Result<T, CompileError> {
+    let (sender, answer) = std::sync::mpsc::sync_channel(1);
+    let (engine, binary) = (engine.clone(), binary.to_vec());
+    std::thread::Builder::new()
+        .name("wasmcron-compile".into())
+        .spawn(move || {
+            let _ = sender.send(compile(&engine, &binary));
+        })
+        .map_err(|e| CompileError::Invalid(wasmtime::Error::new(e).context("starting a compile thread")))?;
+    match answer.recv_timeout(limit) {
+        Ok(compiled) => compiled.map_err(CompileError::Invalid),
+        Err(_) => Err(CompileError::TooSlow(limit)),
     }
 }
 

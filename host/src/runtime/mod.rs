@@ -82,13 +82,33 @@ pub struct Runtime {
     ticker: Ticker,
     /// Where `credential:` secrets are read from (see `secrets`).
     credentials: CredentialDirs,
+    /// The longest a module may take to compile (see `compile`).
+    compile_timeout: std::time::Duration,
 }
+
+/// The compile time limit unless `--compile-timeout` says otherwise: far
+/// above what a real job takes (well under a second for most, a few
+/// seconds for the largest), low enough that a hostile module cannot hold
+/// a load or `check` for minutes.
+pub const DEFAULT_COMPILE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 impl Runtime {
     pub fn new() -> Result<Self> {
         let (unmetered, metered) = (EngineSet::new(false)?, EngineSet::new(true)?);
         let ticker = Ticker::start(&[&unmetered.engine, &metered.engine]);
-        Ok(Runtime { unmetered, metered, ticker, credentials: CredentialDirs::default() })
+        Ok(Runtime {
+            unmetered,
+            metered,
+            ticker,
+            credentials: CredentialDirs::default(),
+            compile_timeout: DEFAULT_COMPILE_TIMEOUT,
+        })
+    }
+
+    /// The same runtime with `limit` as its compile time limit.
+    pub fn with_compile_timeout(mut self, limit: std::time::Duration) -> Self {
+        self.compile_timeout = limit;
+        self
     }
 
     fn engines(&self, metered: bool) -> &EngineSet {

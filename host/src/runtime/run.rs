@@ -197,6 +197,7 @@ async fn execute(
                 job: job.name.clone(),
                 run_id: context.run_id,
                 log: stderr.clone(),
+                used: Default::default(),
             });
             let wasi = WasiP2::new(builder.build(), net.clone(), api);
             let state = GuestState { wasi, limiter: MemoryLimiter::new(job.limits.memory) };

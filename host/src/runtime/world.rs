@@ -42,10 +42,45 @@ pub(crate) struct JobApi {
     pub run_id: i64,
     /// Log lines are written to the run's captured stderr too.
     pub log: CapturedPipe,
+    /// Calls this run has made that write (see `MAX_ENQUEUES_PER_RUN`,
+    /// `MAX_KV_WRITES_PER_RUN`).
+    pub used: RunBudget,
 }
 
 pub const MAX_KEY: usize = 512;
 pub const MAX_VALUE: usize = 256 << 10;
+/// Runs one run may enqueue. Fixed: a job that fans out wider should
+/// enqueue runs that enqueue in turn. Each enqueue is a durable store
+/// write, and a guest looping on it would otherwise fill the store and the
+/// queue for every job within its timeout.
+pub const MAX_ENQUEUES_PER_RUN: u32 = 1_000;
+/// `kv.set` and `kv.delete` calls one run may make, for the same reason
+/// (each is a committed SQLite write); fixed. Reads are not counted.
+pub const MAX_KV_WRITES_PER_RUN: u32 = 10_000;
+
+/// What one run has used of its per-run caps.
+#[derive(Debug, Default)]
+pub(crate) struct RunBudget {
+    enqueues: std::sync::atomic::AtomicU32,
+    kv_writes: std::sync::atomic::AtomicU32,
+}
+
+impl RunBudget {
+    /// Counts one call against `cap`; the guest's error once it is used up.
+    fn take(counter: &std::sync::atomic::AtomicU32, cap: u32, what: &str, api: &JobApi) -> Result<(), String> {
+        let used = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if used < cap {
+            return Ok(());
+        }
+        if used == cap {
+            tracing::warn!(job = %api.job, run_id = api.run_id, cap, "{what}: the run's cap is used up");
+        }
+        Err(format!(
+            "{what}: this run has made {cap} such calls, the most one run may (a fixed per-run limit \
+             of the job world, not configurable; spread the work over more runs)"
+        ))
+    }
+}
 
 pub(crate) fn add_to_linker(linker: &mut wasmtime::component::Linker<GuestState<WasiP2>>) -> wasmtime::Result<()> {
     Job::add_to_linker::<_, HasSelf<_>>(linker, |state| state)
@@ -114,12 +149,14 @@ impl wasmcron::job::kv::Host for GuestState<WasiP2> {
         if value.len() > MAX_VALUE {
             return Err(format!("value of {} bytes for {key:?}: values may be at most {MAX_VALUE} bytes", value.len()));
         }
+        RunBudget::take(&api.used.kv_writes, MAX_KV_WRITES_PER_RUN, "kv.set", api)?;
         api.host.kv_set(&api.job, &key, value).await
     }
 
     async fn delete(&mut self, key: String) -> Result<(), String> {
         let api = self.api()?;
         check_key(&key)?;
+        RunBudget::take(&api.used.kv_writes, MAX_KV_WRITES_PER_RUN, "kv.delete", api)?;
         api.host.kv_delete(&api.job, &key).await
     }
 
@@ -132,6 +169,7 @@ impl wasmcron::job::kv::Host for GuestState<WasiP2> {
 impl wasmcron::job::queue::Host for GuestState<WasiP2> {
     async fn enqueue(&mut self, job: String, payload: Vec<u8>, delay_ms: u64) -> Result<i64, String> {
         let api = self.api()?;
+        RunBudget::take(&api.used.enqueues, MAX_ENQUEUES_PER_RUN, "queue.enqueue", api)?;
         api.host.enqueue(api.run_id, &job, payload, Duration::from_millis(delay_ms)).await
     }
 }

@@ -10,6 +10,11 @@ use crate::events::{RunEvent, Stage};
 use crate::record::{RunStatus, Trigger};
 use crate::store::{self, FireRecorded, NewRun, SharedOverlap};
 
+/// How far past a fire its successor must be due for the host to have
+/// fallen behind (see `fell_behind`): a loaded host firing a second late
+/// still runs each fire.
+const BEHIND_SLACK: chrono::Duration = chrono::Duration::seconds(1);
+
 impl Scheduler {
     /// The overlap policy's answer to a fire of `job`.
     pub(super) fn decide(&mut self, job: &str, nominal: DateTime<Utc>) -> Option<Fire> {
@@ -29,6 +34,60 @@ impl Scheduler {
             (true, Overlap::Replace) => Action::Replace,
         };
         Some(Fire { job: job.to_owned(), nominal, action, shared: SharedOverlap::Allow })
+    }
+
+    /// Whether `job`'s fire due at `nominal`, found due at `now`, is so
+    /// late that its successor is due too (by more than `BEHIND_SLACK`):
+    /// the wall clock jumped forward past it, or the host was suspended or
+    /// stalled. Then the fires in between follow the job's catch-up policy
+    /// (run once, each, or recorded `missed`), rather than all running late
+    /// in a burst. One host only: a cluster's fires are each host's timers'.
+    pub(super) fn fell_behind(&self, job: &str, nominal: DateTime<Utc>, now: DateTime<Utc>) -> bool {
+        let Some(schedule) = self.jobs.get(job).and_then(|slot| slot.spec.schedule.as_ref()) else { return false };
+        self.member.is_none() && schedule.next_after(nominal).is_some_and(|next| next + BEHIND_SLACK <= now)
+    }
+
+    /// After the wall clock was set back, an `@every` job's next fire is
+    /// more than one interval away: it is timed anew from `now`, so the
+    /// job keeps its cadence in elapsed time (as systemd's monotonic
+    /// timers do). Cron expressions keep to the wall clock, and wait for it
+    /// to come round to their next fire again. One host only, as above.
+    pub(super) fn keep_interval_cadence(&mut self, now: DateTime<Utc>) {
+        if self.member.is_some() {
+            return;
+        }
+        let set_back: Vec<String> = self
+            .jobs
+            .iter()
+            .filter(|(_, slot)| {
+                // `schedule.rs` keeps its kinds private; its text names them.
+                let Some(schedule) = slot.spec.schedule.as_ref().filter(|s| s.text().trim().starts_with("@every"))
+                else {
+                    return false;
+                };
+                slot.next_fire.zip(schedule.next_after(now)).is_some_and(|(next, from_now)| next > from_now)
+            })
+            .map(|(name, _)| name.clone())
+            .collect();
+        for job in set_back {
+            tracing::warn!(job = %job, "the wall clock was set back: the interval job's next fire is timed from now");
+            self.next_generation += 1;
+            self.jobs.get_mut(&job).expect("listed").generation = self.next_generation;
+            self.schedule_next(&job, now);
+        }
+    }
+
+    /// Catches up the jobs that fell behind the clock up to `now`, per
+    /// their policies; if the store refuses, once it recovers.
+    pub(super) async fn catch_up_behind(&mut self, jobs: std::collections::BTreeSet<String>, now: DateTime<Utc>) {
+        tracing::warn!(jobs = ?jobs, "fires came due together (the wall clock jumped forward, or the host stalled): caught up per catch_up");
+        if let Err(error) = self.catch_up(now, Some(&jobs), super::recover::Why::FellBehind).await {
+            self.store_failed(&error, now);
+            for job in &jobs {
+                self.backlog.owe_catch_up(job);
+            }
+            self.arm_store_retry();
+        }
     }
 
     /// Writes the fires' rows (one store round trip), then acts on them.

@@ -338,6 +338,8 @@ impl Scheduler {
         let mut fires = Vec::new();
         let mut store_retry = false;
         let mut poll = false;
+        let mut behind = std::collections::BTreeSet::new();
+        self.keep_interval_cadence(now);
         while self.timers.peek().is_some_and(|timer| timer.at <= now) {
             let Timer { kind, .. } = self.timers.pop().expect("peeked");
             match kind {
@@ -345,10 +347,19 @@ impl Scheduler {
                     if self.jobs.get(&job).is_none_or(|slot| slot.generation != generation) {
                         continue; // the job was removed or rescheduled since
                     }
-                    self.schedule_next(&job, nominal);
-                    self.events.emit(|| fire::event(&job, nominal, self.clock.now()));
+                    // Fires the clock jumped past (or a stall outlasted) are
+                    // the catch-up's, not a burst of late runs.
+                    let fell_behind = self.fell_behind(&job, nominal, now);
+                    self.schedule_next(&job, if fell_behind { now } else { nominal });
+                    if !fell_behind {
+                        self.events.emit(|| fire::event(&job, nominal, self.clock.now()));
+                    }
                     if self.backlog.owes_catch_up(&job) {
                         continue; // recorded by the catch-up once the store recovers
+                    }
+                    if fell_behind {
+                        behind.insert(job);
+                        continue;
                     }
                     if let Some(decision) = self.decide(&job, nominal) {
                         fires.push(decision);
@@ -378,6 +389,9 @@ impl Scheduler {
         }
         if !fires.is_empty() {
             self.record_fires(fires).await;
+        }
+        if !behind.is_empty() {
+            self.catch_up_behind(behind, now).await;
         }
         if store_retry {
             self.retry_store().await;

@@ -65,6 +65,14 @@ pub fn retry_delay(retry: &Retry, attempt: u32, unit: f64) -> Duration {
     capped.mul_f64(0.5 + 0.5 * unit.clamp(0.0, 1.0))
 }
 
+/// Whether an outcome is retried (if attempts remain): a failure, a
+/// timeout or running out of fuel; not a cancel, nor an abandoned run
+/// (recovery retries those itself).
+pub fn retryable(outcome: &crate::runtime::RunOutcome) -> bool {
+    use crate::runtime::RunOutcome;
+    matches!(outcome, RunOutcome::Failed { .. } | RunOutcome::TimedOut | RunOutcome::OutOfFuel)
+}
+
 /// A retry may start only before the job's next scheduled fire.
 pub fn retry_allowed(retry_at: DateTime<Utc>, next_fire: Option<DateTime<Utc>>) -> bool {
     next_fire.is_none_or(|next| retry_at < next)

@@ -24,6 +24,8 @@ use crate::store::{self, NewRun, StoreError};
 pub(super) enum Why {
     HostDown,
     StoreFailed,
+    /// The wall clock jumped forward past the fire, or the host stalled.
+    FellBehind,
 }
 
 impl Scheduler {
@@ -99,7 +101,11 @@ impl Scheduler {
         }
         let names: Vec<String> = self.jobs.keys().cloned().collect();
         for job in names {
-            self.schedule_next(&job, settled);
+            // Never before the watermark: after the wall clock was set back
+            // (while the host ran or was down), the fires up to the last one
+            // dealt with were dealt with, and must not run again.
+            let watermark = states.get(&job).and_then(|state| state.last_fire).filter(|_| self.member.is_none());
+            self.schedule_next(&job, watermark.map_or(settled, |last| last.max(settled)));
         }
         Ok(())
     }
@@ -233,6 +239,7 @@ fn missed_reason(policy: Policy, why: Why) -> String {
     let what = match why {
         Why::HostDown => "the host was down at this fire",
         Why::StoreFailed => "the store was failing at this fire",
+        Why::FellBehind => "the host's clock jumped past this fire, or the host was stalled",
     };
     format!("{what} (catch_up = \"{policy}\", catch_up_window)")
 }

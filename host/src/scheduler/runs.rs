@@ -10,7 +10,7 @@ use super::view::LastRun;
 use super::{InFlight, Scheduler, retry_allowed, retry_delay};
 use crate::record::Trigger;
 use crate::runtime::{RunControl, RunOutcome};
-use crate::store::{NewRun, PendingRun};
+use crate::store::{Finished, NewRun, PendingRun};
 
 /// A run that ended, as its retry needs it.
 struct EndedRun<'a> {
@@ -123,11 +123,17 @@ impl Scheduler {
                     self.backlog.hold_outcome(run_id, finished);
                     self.arm_store_retry();
                 }
-                outcome
+                (outcome, None)
+            }
+            task::Ended::Retryable { outcome, finished } => {
+                let last = LastRun { id: run_id, status: outcome.status(), ended_at: Some(ended_at) };
+                self.last_runs.insert(job.clone(), last);
+                (outcome, Some(finished))
             }
         };
+        let (outcome, unwritten) = outcome;
         let ended = EndedRun { job: &job, run_id, attempt, at: ended_at, payload };
-        self.maybe_retry(ended, &outcome).await;
+        self.maybe_retry(ended, &outcome, unwritten).await;
         if let Some(slot) = self.jobs.get_mut(&job)
             && slot.active == 0
             && let Some(queued) = slot.queued.take()
@@ -136,37 +142,71 @@ impl Scheduler {
         }
     }
 
-    /// Records and times the next attempt of a run that failed, per `[retry]`.
-    async fn maybe_retry(&mut self, done: EndedRun<'_>, outcome: &RunOutcome) {
-        let Some(slot) = self.jobs.get(done.job) else { return };
-        let retryable = matches!(outcome, RunOutcome::Failed { .. } | RunOutcome::TimedOut | RunOutcome::OutOfFuel);
-        if !retryable || done.attempt >= slot.spec.retry.attempts {
-            return;
+    /// Records and times the next attempt of a run that failed, per
+    /// `[retry]`. `unwritten` is the run's outcome if its task left it to
+    /// be written here, in one transaction with the retry.
+    async fn maybe_retry(&mut self, done: EndedRun<'_>, outcome: &RunOutcome, unwritten: Option<Finished>) {
+        let retry = self.plan_retry(&done, outcome);
+        let row = retry.as_ref().map(|(row, ..)| row.clone());
+        let written = match unwritten {
+            Some(finished) => self
+                .store
+                .finish_run_and_retry(done.run_id, finished.clone(), row)
+                .await
+                .map_err(|e| (e, Some(finished))),
+            None if row.is_some() => self
+                .store
+                .insert_runs(row.into_iter().collect())
+                .await
+                .map(|ids| ids.first().copied())
+                .map_err(|e| (e, None)),
+            None => return,
+        };
+        match (written, retry) {
+            (Ok(Some(id)), Some((retry, retry_at, delay))) => {
+                let pending = retry.into_pending(id);
+                tracing::info!(job = %done.job, run_id = pending.id, attempt = pending.attempt, delay_ms = delay.as_millis() as u64, "retry scheduled");
+                self.add_timer(retry_at, TimerKind::Start(pending));
+            }
+            (Ok(_), _) => {}
+            (Err((error, finished)), retry) => {
+                self.store_failed(&error, self.clock.now());
+                if let Some(finished) = finished {
+                    self.backlog.hold_outcome(done.run_id, finished);
+                }
+                if let Some((retry, ..)) = retry {
+                    self.backlog.hold_row(retry);
+                }
+                self.arm_store_retry();
+            }
+        }
+    }
+
+    /// The retry a failed run calls for, if `[retry]` allows one: its row,
+    /// when it is due, and the delay.
+    fn plan_retry(
+        &mut self,
+        done: &EndedRun<'_>,
+        outcome: &RunOutcome,
+    ) -> Option<(NewRun, DateTime<Utc>, std::time::Duration)> {
+        let slot = self.jobs.get(done.job)?;
+        if !super::policy::retryable(outcome) || done.attempt >= slot.spec.retry.attempts {
+            return None;
         }
         let delay = retry_delay(&slot.spec.retry, done.attempt, self.random.unit());
         let retry_at = done.at + chrono::Duration::from_std(delay).unwrap_or_default();
         if !retry_allowed(retry_at, slot.next_fire) {
             tracing::info!(job = %done.job, run_id = done.run_id, "no retry: the next scheduled fire comes first");
-            return;
+            return None;
         }
         let retry = NewRun {
             attempt: done.attempt + 1,
-            payload: done.payload,
+            payload: done.payload.clone(),
             ..NewRun::pending(done.job, Trigger::Retry, retry_at)
         };
-        match self.store.insert_runs(vec![retry.clone()]).await {
-            Ok(ids) => {
-                let pending = retry.into_pending(ids[0]);
-                tracing::info!(job = %done.job, run_id = pending.id, attempt = pending.attempt, delay_ms = delay.as_millis() as u64, "retry scheduled");
-                self.add_timer(retry_at, TimerKind::Start(pending));
-            }
-            Err(error) => {
-                self.store_failed(&error, self.clock.now());
-                self.backlog.hold_row(retry);
-                self.arm_store_retry();
-            }
-        }
+        Some((retry, retry_at, delay))
     }
+
     /// After shutdown: wait up to the grace period, then cancel what runs;
     /// meanwhile, try once more to write what the store has not taken.
     pub(super) async fn drain(mut self) {

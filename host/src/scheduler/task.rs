@@ -31,6 +31,11 @@ pub(super) struct Completion {
 pub(super) enum Ended {
     /// The guest ran; `unrecorded` is its outcome if the store did not take it.
     Ran { outcome: RunOutcome, unrecorded: Option<(Finished, StoreError)> },
+    /// The guest failed with attempts left: its outcome is not written yet,
+    /// but by the scheduler together with the retry (`maybe_retry`), so no
+    /// kill between the two loses the retry. Until then the row is
+    /// `running`, and a host that dies is found to have abandoned it.
+    Retryable { outcome: RunOutcome, finished: Finished },
     /// The run could not be marked `running`, so its guest was not started.
     NotStarted(PendingRun, StoreError),
     /// On a shared store: the lease lapsed and another host took the run
@@ -149,6 +154,11 @@ impl RunTask {
         }
         let (outcome, finished) = finished(report, ended_at);
         events.emit(|| event(Stage::Ended, ended_at, outcome.status()));
+        if super::policy::retryable(&outcome) && attempt < spec.retry.attempts && lease.is_none() {
+            let ended = Ended::Retryable { outcome, finished };
+            let _ = completed.send(Completion { job, run_id, attempt, ended_at, payload: context.payload, ended });
+            return;
+        }
         let unrecorded = match store.finish_run(run.id, finished.clone()).await {
             Ok(()) => None,
             Err(StoreError::Superseded { .. }) => {

@@ -43,6 +43,17 @@ pub trait Store: Send + Sync + 'static {
     /// Writes how a run ended. On a shared store, only while the run is
     /// still this host's attempt: `Superseded` once another host rescued it.
     async fn finish_run(&self, id: i64, finished: Finished) -> Result<()>;
+    /// Writes how a run ended and records the retry it calls for, if any,
+    /// together: a host that dies between the two must not leave a failed
+    /// attempt with no retry. The retry's id. This default takes two
+    /// writes; a backend that can, does both in one transaction.
+    async fn finish_run_and_retry(&self, id: i64, finished: Finished, retry: Option<NewRun>) -> Result<Option<i64>> {
+        self.finish_run(id, finished).await?;
+        match retry {
+            Some(retry) => Ok(self.insert_runs(vec![retry]).await?.first().copied()),
+            None => Ok(None),
+        }
+    }
     /// Cancels a run that has not started.
     async fn cancel_pending(&self, id: i64, now: DateTime<Utc>) -> Result<Cancelled>;
 

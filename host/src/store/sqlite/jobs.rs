@@ -60,6 +60,20 @@ impl Db {
         Ok(())
     }
 
+    /// Moves the watermark forward to `fire`, never back (as the
+    /// PostgreSQL store's `GREATEST`): after the wall clock was set back,
+    /// a fire at an earlier instant must not reopen the fires after it.
+    fn advance_last_fire(&self, job: &str, fire: DateTime<Utc>) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO job_state (job, last_fire) VALUES (?1, ?2)
+                 ON CONFLICT (job) DO UPDATE SET last_fire = max(coalesce(last_fire, excluded.last_fire), excluded.last_fire)",
+            )
+            .and_then(|mut upsert| upsert.execute(params![job, micros(fire)]))
+            .map_err(|e| self.error(e))?;
+        Ok(())
+    }
+
     fn paused(&self, job: &str) -> Result<bool> {
         self.conn
             .prepare_cached("SELECT paused FROM job_state WHERE job = ?1")
@@ -71,7 +85,7 @@ impl Db {
     pub fn record_fires(&self, fires: &[Fire], now: DateTime<Utc>) -> Result<Vec<FireRecorded>> {
         let mut recorded = Vec::with_capacity(fires.len());
         for fire in fires {
-            self.set_last_fire(&fire.job, fire.scheduled_for)?;
+            self.advance_last_fire(&fire.job, fire.scheduled_for)?;
             if self.paused(&fire.job)? {
                 recorded.push(FireRecorded::Paused);
                 continue;
@@ -96,7 +110,7 @@ impl Db {
                     pending.push(run.into_pending(id));
                 }
             }
-            self.set_last_fire(&job.job, job.last_fire)?;
+            self.advance_last_fire(&job.job, job.last_fire)?;
         }
         Ok(pending)
     }

@@ -115,6 +115,15 @@ impl Store for SqliteStore {
         self.actor.call_one(move |db| db.finish_run(id, &finished)).await
     }
 
+    async fn finish_run_and_retry(&self, id: i64, finished: Finished, retry: Option<NewRun>) -> Result<Option<i64>> {
+        self.actor
+            .call(move |db| {
+                db.finish_run(id, &finished)?;
+                retry.map(|retry| db.insert_run(&retry)).transpose()
+            })
+            .await
+    }
+
     async fn cancel_pending(&self, id: i64, now: DateTime<Utc>) -> Result<Cancelled> {
         self.actor.call(move |db| db.cancel_pending(id, now)).await
     }
