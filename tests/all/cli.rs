@@ -103,15 +103,24 @@ fn store_names_the_database_by_url_and_bad_urls_say_what_to_write() {
     let runs: Vec<serde_json::Value> = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!((runs.len(), runs[0]["job"].as_str()), (1, Some("hello")), "{}", describe(&output));
 
-    for (bad, says) in [
-        ("postgres://db/wasmcron", "not built into this wasmcron yet; use sqlite:PATH"),
-        ("runs.db", "not a store URL; write sqlite:PATH"),
-    ] {
+    for (bad, says) in
+        [("postgres://w@db/x?port=notaport", "not a PostgreSQL URL"), ("runs.db", "not a store URL; write sqlite:PATH")]
+    {
         let output = sandbox.wasmcron(&["--store", bad, "runs"]).output().unwrap();
         assert_eq!(output.status.code(), Some(2), "{}", describe(&output));
         assert!(text(&output.stderr).contains(&format!("--store {bad:?}: ")), "{}", describe(&output));
         assert!(text(&output.stderr).contains(says), "{}", describe(&output));
     }
+    // A server that is not there: named, with the cause and what to check.
+    let nobody = "postgres://wasmcron:s3cret@127.0.0.1:1/wasmcron";
+    let output = sandbox.wasmcron(&["--store", nobody, "runs"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(2), "{}", describe(&output));
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("store postgres://wasmcron@127.0.0.1:1/wasmcron: cannot connect to the database server: "),
+        "{stderr}"
+    );
+    assert!(stderr.contains("Connection refused") && !stderr.contains("s3cret"), "{stderr}");
     let output = sandbox.wasmcron(&["--store", "sqlite:/nowhere/none.db", "runs"]).output().unwrap();
     assert_eq!(output.status.code(), Some(2));
     assert!(text(&output.stderr).contains("no state database at /nowhere/none.db"), "{}", describe(&output));

@@ -232,6 +232,19 @@ fn map_error(pool: &Pool, describe: &str, source: tokio_postgres::Error) -> Stor
     if kind == FailureKind::Io {
         pool.retain(|_, _| false);
     }
+    if source.to_string().starts_with("error connecting to server") {
+        // tokio-postgres says "error connecting to server" twice over the
+        // cause; say it once, with the cause and what to check.
+        let mut cause: &dyn std::error::Error = &source;
+        while let Some(inner) = cause.source() {
+            cause = inner;
+        }
+        let reason = format!(
+            "cannot connect to the database server: {cause}; check the host, port and user in the URL, and that \
+             PostgreSQL is running and reachable from here"
+        );
+        return StoreError::Backend { store: describe.to_owned(), kind, source: reason.into() };
+    }
     StoreError::Backend { store: describe.to_owned(), kind, source: Box::new(source) }
 }
 
