@@ -32,6 +32,6 @@ pub const TARGETS: &[(&str, fn(&[u8]))] = &[
 
 pub use api::api_request;
 pub use declarations::{declaration_structured, declaration_text};
-pub use sandbox::{resident_kib, sandbox_run};
+pub use sandbox::{resident_kib, sandbox_run, sandbox_tally};
 pub use schedules::{schedule_oracle, schedule_text};
 pub use units::units;

@@ -7,6 +7,7 @@
 //! replay test's resident-set check bound its memory).
 
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use arbitrary::{Result, Unstructured};
@@ -62,14 +63,21 @@ fn sandbox() -> &'static Sandbox {
     })
 }
 
-/// The features wasmcron's engines run (wasmtime's defaults, without GC,
-/// threads, exceptions or memory64), and sizes that keep a case small.
+/// The features wasmcron's engines run (wasmtime's defaults as the host
+/// builds it: no GC, reference types, threads, exceptions or memory64),
+/// and sizes that keep a case small.
 fn config(input: &mut Unstructured, sandbox: &Sandbox) -> Result<Config> {
+    let wasi = input.arbitrary::<bool>()?;
+    let memory_export = input.arbitrary::<bool>()?;
     let mut config = Config {
-        available_imports: input.arbitrary::<bool>()?.then(|| sandbox.imports.clone()),
-        exports: Some(sandbox.exports[input.choose_index(2)?].clone()),
-        max_memories: 1,
-        max_tables: 2,
+        available_imports: wasi.then(|| sandbox.imports.clone()),
+        // Without the WASI list wasm-smith would invent imports no host
+        // offers: every module would be refused at link time.
+        max_imports: if wasi { 100 } else { 0 },
+        exports: Some(sandbox.exports[usize::from(memory_export)].clone()),
+        // The pool takes one memory per instance; an exported one is it.
+        max_memories: usize::from(!memory_export),
+        max_tables: 1,
         max_table_elements: 1_000,
         max_memory32_bytes: 64 << 20,
         max_funcs: 50,
@@ -84,7 +92,8 @@ fn config(input: &mut Unstructured, sandbox: &Sandbox) -> Result<Config> {
         custom_page_sizes_enabled: false,
         wide_arithmetic_enabled: false,
         shared_everything_threads_enabled: false,
-        reference_types_enabled: input.arbitrary()?,
+        // externref needs wasmtime's `gc` feature, which the host leaves out.
+        reference_types_enabled: false,
         simd_enabled: input.arbitrary()?,
         relaxed_simd_enabled: false,
         tail_call_enabled: false,
@@ -109,10 +118,27 @@ pub fn sandbox_run(data: &[u8]) {
     run_module(sandbox, &module.to_bytes(), metered, payload);
 }
 
+/// How the runs of this process ended, for the short run to show what the
+/// generated modules reached: not compiled, succeeded, failed with an exit
+/// code, trapped, timed out, out of fuel, output over budget.
+static TALLY: [AtomicU64; 7] = [const { AtomicU64::new(0) }; 7];
+const TALLY_NAMES: [&str; 7] =
+    ["not compiled", "succeeded", "exited non-zero", "trapped", "timed out", "out of fuel", "output dropped"];
+
+/// The tally so far, as one line.
+pub fn sandbox_tally() -> String {
+    let counts = TALLY.iter().zip(TALLY_NAMES).map(|(count, name)| format!("{} {name}", count.load(Ordering::Relaxed)));
+    counts.collect::<Vec<_>>().join(", ")
+}
+
+fn count(index: usize) {
+    TALLY[index].fetch_add(1, Ordering::Relaxed);
+}
+
 fn run_module(sandbox: &Sandbox, bytes: &[u8], metered: bool, payload: Vec<u8>) {
     // A module that does not compile (the engine lacks a feature, or its
     // imports cannot be met) is refused with a typed error, as at load.
-    let Ok(compiled) = sandbox.runtime.compile(bytes, metered) else { return };
+    let Ok(compiled) = sandbox.runtime.compile(bytes, metered) else { return count(0) };
     let mut spec = JobSpec::for_bare_module("fuzz".to_owned(), "/fuzz/jobs.d/fuzz.wasm".into());
     spec.limits.memory = MEMORY;
     spec.limits.output = OUTPUT;
@@ -123,19 +149,49 @@ fn run_module(sandbox: &Sandbox, bytes: &[u8], metered: bool, payload: Vec<u8>) 
     let report =
         sandbox.tokio.block_on(sandbox.runtime.run(&compiled, &spec, &RunContext::manual(1, payload), &control));
     let took = started.elapsed();
+    // A module whose memory starts above the cap cannot be instantiated.
+    if initial_memory(bytes) > MEMORY {
+        assert!(
+            matches!(report.outcome, RunOutcome::Failed { exit_code: None, .. }),
+            "a module needing {} bytes at start ran under a {MEMORY}-byte cap: {:?}",
+            initial_memory(bytes),
+            report.outcome
+        );
+    }
     assert!(took < TIMEOUT + DEADLINE_SLACK, "a run took {took:?} under a {TIMEOUT:?} timeout: {:?}", report.outcome);
     let captured = (report.stdout.len() + report.stderr.len()) as u64;
     // The budget, plus the one line that says how much was dropped.
     assert!(captured <= OUTPUT + 256, "{captured} bytes captured over a {OUTPUT}-byte budget");
+    if report.output_dropped > 0 {
+        count(6);
+    }
     match &report.outcome {
-        RunOutcome::OutOfFuel => assert!(metered, "an unmetered run ran out of fuel"),
+        RunOutcome::OutOfFuel => {
+            assert!(metered, "an unmetered run ran out of fuel");
+            count(5);
+        }
         RunOutcome::Cancelled => panic!("nothing cancelled this run"),
-        RunOutcome::Failed { error, .. } => assert!(!error.is_empty(), "a failure without a message"),
-        RunOutcome::Succeeded | RunOutcome::TimedOut => {}
+        RunOutcome::Failed { error, exit_code } => {
+            assert!(!error.is_empty(), "a failure without a message");
+            count(if exit_code.is_some() { 2 } else { 3 });
+        }
+        RunOutcome::Succeeded => count(1),
+        RunOutcome::TimedOut => count(4),
     }
     if let Some(fuel) = report.fuel_used {
         assert!(metered && fuel <= FUEL, "fuel used {fuel} of {FUEL} (metered: {metered})");
     }
+}
+
+/// The bytes of linear memory a module declares it starts with.
+fn initial_memory(bytes: &[u8]) -> u64 {
+    let mut total = 0;
+    for payload in wasmparser::Parser::new(0).parse_all(bytes) {
+        if let Ok(wasmparser::Payload::MemorySection(memories)) = payload {
+            total += memories.into_iter().flatten().map(|memory| memory.initial << 16).sum::<u64>();
+        }
+    }
+    total
 }
 
 /// This process's resident set now and at its peak, in KiB (Linux).

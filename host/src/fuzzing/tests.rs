@@ -115,6 +115,7 @@ fn sandbox_runs_end_typed_and_memory_stays_bounded() {
     let before = super::resident_kib();
     short_run("sandbox", 8192);
     if let (Some((before, _)), Some((after, peak))) = (before, super::resident_kib()) {
+        eprintln!("sandbox: {}", super::sandbox_tally());
         eprintln!("sandbox: resident {before} KiB before, {after} KiB after, peak {peak} KiB");
         // Other tests share this process; the bound is loose, the growth
         // of a leak per run would not be.
