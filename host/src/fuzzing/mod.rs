@@ -18,9 +18,12 @@ mod units;
 #[cfg(test)]
 mod tests;
 
+/// A target: takes any bytes, panics if a property does not hold.
+pub type Target = fn(&[u8]);
+
 /// Every target by the name of its `fuzz/fuzz_targets/NAME.rs`, corpus
 /// and regression folders.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("declaration_text", declarations::declaration_text),
     ("declaration_structured", declarations::declaration_structured),
     ("schedule_text", schedules::schedule_text),
