@@ -174,3 +174,61 @@ fn the_oracle_agrees_with_the_pinned_dst_fires() {
     assert_eq!(first(&every_half_hour, "2026-11-01T06:00:00Z"), Some(at("2026-11-01T06:30:00Z")));
     assert_eq!(every_half_hour.text(), "*/30 * * * *");
 }
+
+/// The oracle against `next_after` at the rarest transitions in the zone
+/// list, where random starts seldom land: a 30-minute shift (Lord Howe),
+/// a two-hour one (Troll), midnight gaps (Havana, Santiago) and a whole
+/// skipped day (Apia, 30 December 2011), for fixed-time and interval
+/// schedules alike.
+#[test]
+fn next_after_matches_the_oracle_at_rare_transitions() {
+    use super::oracle::{DomExtras, DowExtras, Field, Item, Pattern};
+    use chrono::{DateTime, Utc};
+    let starts = [
+        ("Australia/Lord_Howe", "2026-10-03T14:00:00Z"),
+        ("Australia/Lord_Howe", "2026-04-04T13:00:00Z"),
+        ("Antarctica/Troll", "2026-03-28T23:00:00Z"),
+        ("Antarctica/Troll", "2026-10-24T23:00:00Z"),
+        ("America/Havana", "2026-03-07T12:00:00Z"),
+        ("America/Santiago", "2019-09-07T12:00:00Z"),
+        ("America/Santiago", "2019-04-06T12:00:00Z"),
+        ("Pacific/Apia", "2011-12-29T00:00:00Z"),
+        ("Pacific/Apia", "2011-12-29T10:00:00Z"),
+    ];
+    let one = |v| Field::List(vec![Item::Value(v)]);
+    let every = |step, high| Field::List(vec![Item::Step { start: 0, end: high, step, from_star: true }]);
+    let pattern = |minutes, hours| Pattern {
+        seconds: None,
+        minutes,
+        hours,
+        dom: Field::Any,
+        dom_extras: DomExtras::default(),
+        months: Field::Any,
+        dow: Field::Any,
+        dow_extras: DowExtras::default(),
+        names: false,
+    };
+    let patterns = [
+        pattern(one(30), one(2)),
+        pattern(one(15), one(2)),
+        pattern(one(30), one(0)),
+        pattern(one(0), one(0)),
+        pattern(one(30), one(1)),
+        pattern(every(20, 59), Field::Any),
+        pattern(one(0), every(2, 23)),
+    ];
+    for (zone, start) in starts {
+        for pattern in &patterns {
+            let from = DateTime::parse_from_rfc3339(start).unwrap().with_timezone(&Utc);
+            for minutes in [0, 29, 59, 60 * 11, 60 * 23] {
+                let case = Case {
+                    text: pattern.text(),
+                    pattern: pattern.clone(),
+                    zone: zone.parse().unwrap(),
+                    from: from + chrono::Duration::minutes(minutes),
+                };
+                case.check();
+            }
+        }
+    }
+}
