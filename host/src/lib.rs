@@ -18,6 +18,8 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod events;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod jobhost;
 pub mod metrics;
 pub mod record;

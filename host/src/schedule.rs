@@ -17,7 +17,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, Offset, TimeZone, Utc};
 use chrono_tz::Tz;
 use croner::Cron;
 use croner::parser::{CronParser, Seconds, Year};
@@ -78,8 +78,10 @@ impl Schedule {
             }
             Kind::Cron(cron) => {
                 let local = after.with_timezone(&self.timezone);
-                let next = cron.find_next_occurrence(&local, false).ok()?;
-                Some(next.with_timezone(&Utc))
+                match cron.find_next_occurrence(&local, false) {
+                    Ok(next) => Some(next.with_timezone(&Utc)),
+                    Err(_) => self.across_long_gap(cron, after),
+                }
             }
         }
     }
@@ -106,6 +108,51 @@ impl Schedule {
             Kind::Cron(cron) => cron.describe(),
         }
     }
+}
+
+impl Schedule {
+    /// croner carries a fixed-time fire over a skipped range of at most two
+    /// hours, and fails past that: Pacific/Apia skipped all of 30 December
+    /// 2011, and a daily job there had no next fire at all. Here the fire
+    /// runs at the first instant after the skip, as DESIGN.md says (if that
+    /// day matches too, as croner checks), and the search goes on past it.
+    fn across_long_gap(&self, cron: &Cron, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let (before, edge) = next_long_gap(self.timezone, after)?;
+        let old = before.with_timezone(&self.timezone).offset().fix();
+        let new = edge.with_timezone(&self.timezone).offset().fix();
+        let skipped = (0..i64::from(new.local_minus_utc() - old.local_minus_utc()))
+            .map(|s| (edge + chrono::Duration::seconds(s)).with_timezone(&old));
+        let edge_local = edge.with_timezone(&new);
+        let fires_at_edge = skipped.filter(|wall| cron.is_time_matching(wall).unwrap_or(false)).any(|wall| {
+            let same_time = edge_local.date_naive().and_time(wall.time());
+            same_time.and_local_timezone(new).single().is_some_and(|t| cron.is_time_matching(&t).unwrap_or(false))
+        });
+        if fires_at_edge && edge > after {
+            return Some(edge);
+        }
+        let local = edge.with_timezone(&self.timezone);
+        cron.find_next_occurrence(&local, true).ok().map(|next| next.with_timezone(&Utc))
+    }
+}
+
+/// The next offset change after `after` (within a year) that skips more
+/// than two hours: the last instant before it and the first after.
+fn next_long_gap(zone: Tz, after: DateTime<Utc>) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
+    let offset = |t: DateTime<Utc>| t.with_timezone(&zone).offset().fix().local_minus_utc();
+    let mut t = after;
+    let end = after + chrono::Duration::days(400);
+    while t < end {
+        let hour_later = t + chrono::Duration::hours(1);
+        if offset(hour_later) - offset(t) > 2 * 3600 {
+            let mut edge = t;
+            while offset(edge) == offset(t) {
+                edge += chrono::Duration::seconds(60);
+            }
+            return Some((edge - chrono::Duration::seconds(60), edge));
+        }
+        t = hour_later;
+    }
+    None
 }
 
 /// Equal when the text and the zone are: `kind` is parsed from the text.

@@ -222,3 +222,20 @@ fn schedules_describe_themselves_in_words() {
         assert!(described.contains(expect), "{text:?} described as {described:?}");
     }
 }
+
+// Pacific/Apia skipped 30 December 2011 (UTC-10 to UTC+14): croner gives up
+// on a fixed-time fire more than two hours into a skip, and `next_after`
+// returned None, so the job would never have fired again. Found by the
+// fuzzing oracle (`fuzzing::tests::next_after_matches_the_oracle_at_rare_transitions`).
+#[test]
+fn apia_skipped_day_fixed_time_runs_at_first_valid_instant() {
+    // 02:30 on the 30th never happened: the fire is at 00:00 on the 31st.
+    assert_fires(
+        "30 2 * * *",
+        "Pacific/Apia",
+        "2011-12-29T23:00:00Z",
+        &["2011-12-30T10:00:00Z", "2011-12-30T12:30:00Z", "2011-12-31T12:30:00Z"],
+    );
+    // A fire only on the skipped day's date waits for its next month.
+    assert_fires("30 2 30 * *", "Pacific/Apia", "2011-12-29T23:00:00Z", &["2012-01-29T12:30:00Z"]);
+}
