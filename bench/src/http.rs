@@ -54,10 +54,10 @@ impl Target {
     }
 }
 
-type Connection = SendRequest<Empty<Bytes>>;
+pub(crate) type Connection = SendRequest<Empty<Bytes>>;
 
 /// Opens a keep-alive connection to `addr`; it closes when dropped.
-async fn connect(addr: SocketAddr) -> anyhow::Result<Connection> {
+pub(crate) async fn connect(addr: SocketAddr) -> anyhow::Result<Connection> {
     let stream = tokio::net::TcpStream::connect(addr).await.with_context(|| format!("connecting to {addr}"))?;
     stream.set_nodelay(true)?;
     let (send, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
@@ -67,7 +67,7 @@ async fn connect(addr: SocketAddr) -> anyhow::Result<Connection> {
 
 /// Sends one trigger (an empty payload) on `connection`: the answer's
 /// status and body.
-async fn trigger(connection: &mut Connection, target: &Target) -> anyhow::Result<(StatusCode, Bytes)> {
+pub(crate) async fn trigger(connection: &mut Connection, target: &Target) -> anyhow::Result<(StatusCode, Bytes)> {
     connection.ready().await.context("the connection closed")?;
     let request = Request::post(target.path.as_str())
         .header(header::HOST, "127.0.0.1")

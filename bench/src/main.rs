@@ -21,6 +21,7 @@ mod observe;
 mod outbound;
 mod report;
 mod sandbox;
+mod soak;
 mod suite;
 mod trigger;
 
@@ -39,7 +40,7 @@ use suite::{Section, Setup};
 #[derive(Debug, Parser)]
 #[command(name = "wasmcron-bench", version, about)]
 struct Args {
-    /// Sections to run (comma-separated); all of them by default.
+    /// Sections to run (comma-separated); all of them but `soak` by default.
     #[arg(long, value_enum, value_delimiter = ',')]
     only: Vec<Section>,
     /// `max_running` caps for the throughput section (comma-separated);

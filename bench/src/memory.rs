@@ -21,7 +21,7 @@ use crate::suite::{SLEEPER_WAT, Sizes};
 const MIB: f64 = (1 << 20) as f64;
 
 /// Resident set size of process `pid` ("self" for this one), in bytes.
-fn rss(pid: &str) -> anyhow::Result<u64> {
+pub(crate) fn rss(pid: &str) -> anyhow::Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     let kib: u64 = status
         .lines()

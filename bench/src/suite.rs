@@ -22,7 +22,9 @@
 //! guest over wasi:http, beside the same request made natively), and
 //! `cluster` (`wasmcron run` hosts sharing one PostgreSQL database, beside
 //! one on SQLite: runs a second, statements per run, fire lateness, and
-//! the rescue of a killed host's run).
+//! the rescue of a killed host's run). `soak` (a million runs and 10,000
+//! declared jobs through one `wasmcron run`: memory, file descriptors,
+//! database size) runs only when asked for with `--only soak`.
 //!
 //! Peers outside this process (the `wasmtime` CLI and a native process per
 //! run) are measured by `cargo xtask bench`, which runs this suite too.
@@ -34,7 +36,7 @@ use std::time::Duration;
 use wasmcron::runtime::Runtime;
 
 use crate::report::{Figure, Report};
-use crate::{cluster, daemon, floor, history, kernel, memory, outbound, sandbox, trigger};
+use crate::{cluster, daemon, floor, history, kernel, memory, outbound, sandbox, soak, trigger};
 
 /// A trivial WASI command: writes "ok\n" to stdout and returns. The peers
 /// of `cargo xtask bench` run the same file.
@@ -75,6 +77,9 @@ pub enum Section {
     History,
     Outbound,
     Cluster,
+    /// A million runs and 10,000 jobs through one host: only with
+    /// `--only soak`, never in the default run (it takes minutes).
+    Soak,
 }
 
 impl Section {
@@ -161,6 +166,9 @@ pub(crate) struct Sizes {
     pub cluster_lateness_seconds: u64,
     /// Hosts killed, one after another, for the rescue figure.
     pub cluster_rescues: usize,
+    /// Runs through the soak's host, and jobs declared for its second part.
+    pub soak_runs: u64,
+    pub soak_jobs: usize,
 }
 
 fn full() -> Sizes {
@@ -186,6 +194,8 @@ fn full() -> Sizes {
         cluster_lateness_jobs: 1000,
         cluster_lateness_seconds: 20,
         cluster_rescues: 5,
+        soak_runs: 1_000_000,
+        soak_jobs: 10_000,
     }
 }
 
@@ -212,6 +222,8 @@ fn quick() -> Sizes {
         cluster_lateness_jobs: 20,
         cluster_lateness_seconds: 3,
         cluster_rescues: 1,
+        soak_runs: 20_000,
+        soak_jobs: 200,
     }
 }
 
@@ -244,6 +256,7 @@ pub fn run(options: &Options, mut progress: impl FnMut(Section)) -> anyhow::Resu
             Section::History => history::measure(sizes, &options.wasmcron)?,
             Section::Outbound => outbound::compare(&runtime, sizes, &options.probe)?,
             Section::Cluster => cluster::measure(sizes, &options.wasmcron)?,
+            Section::Soak => soak::measure(sizes, &options.wasmcron)?,
         };
         report.figures.extend(figures);
     }
@@ -281,8 +294,9 @@ fn check_setup(options: &Options, sections: &[Section]) -> Result<(), Setup> {
             options.probe.display()
         )));
     }
-    let child =
-        sections.iter().find(|s| matches!(s, Section::Memory | Section::Trigger | Section::History | Section::Cluster));
+    let child = sections.iter().find(|s| {
+        matches!(s, Section::Memory | Section::Trigger | Section::History | Section::Cluster | Section::Soak)
+    });
     if let Some(section) = child
         && !options.wasmcron.is_file()
     {
