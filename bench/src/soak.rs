@@ -82,7 +82,7 @@ fn million(sizes: &Sizes, wasmcron: &Path) -> anyhow::Result<Vec<Figure>> {
             after_first = Some(sample);
         }
         samples.push(sample);
-        if samples.len() % 20 == 0 {
+        if samples.len().is_multiple_of(20) {
             eprintln!(
                 "wasmcron-bench: soak: {} runs, {:.0} MiB resident, {} fds, database {:.1} MiB, {:?}",
                 sample.runs,
@@ -183,7 +183,7 @@ async fn send(targets: [Target; 2], counts: Arc<Counts>, stop: Arc<AtomicBool>) 
     let mut n = 0u64;
     while !stop.load(Ordering::Relaxed) {
         n += 1;
-        let flaky = n % FLAKY_EVERY == 0;
+        let flaky = n.is_multiple_of(FLAKY_EVERY);
         let target = &targets[usize::from(flaky)];
         let (status, body) = http::trigger(&mut connection, target).await?;
         match status {
