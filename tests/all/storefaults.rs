@@ -129,19 +129,35 @@ fn check_records(sandbox: &Sandbox, accepted: &[i64]) {
     assert_eq!(integrity, "ok");
 }
 
+/// The host started on `sandbox`, ticking, with triggers under way.
+fn under_way(sandbox: &Sandbox) -> (Host, Api, Triggers) {
+    let host = Host::start(sandbox, &[]);
+    let api = Api::ready(sandbox, &host);
+    wait_for("two ticks", Duration::from_secs(30), || {
+        all_runs(sandbox).iter().filter(|r| r.job == "tick" && r.status == RunStatus::Succeeded).count() >= 2
+    });
+    let triggers = Triggers::start(&api);
+    wait_for("triggers accepted", Duration::from_secs(30), || triggers.accepted() >= 3);
+    (host, api, triggers)
+}
+
+/// Waits until the host is ready again, says the store is well, and runs
+/// the `v2` module written while the store failed.
+fn recovered_with_v2(sandbox: &Sandbox, api: &Api) {
+    wait_for("/readyz to answer 200 again", Duration::from_secs(60), || ready(api) == StatusCode::OK);
+    assert_eq!(api.scrape().value("wasmcron_store_failing", &[]), 0.0);
+    wait_for("a tick of the new version", Duration::from_secs(30), || {
+        all_runs(sandbox).iter().any(|r| r.job == "tick" && r.stdout.starts_with(b"v2 start"))
+    });
+}
+
 /// Another process takes SQLite's write lock and holds it past the
 /// host's 10 s wait. The host rides it out; a module replaced meanwhile
 /// is in service afterwards.
 #[test]
 fn a_database_locked_by_another_process_holds_the_hosts_writes_until_it_is_released() {
     let sandbox = sandbox();
-    let host = Host::start(&sandbox, &[]);
-    let api = Api::ready(&sandbox, &host);
-    wait_for("two ticks", Duration::from_secs(30), || {
-        all_runs(&sandbox).iter().filter(|r| r.job == "tick" && r.status == RunStatus::Succeeded).count() >= 2
-    });
-    let triggers = Triggers::start(&api);
-    wait_for("triggers accepted", Duration::from_secs(30), || triggers.accepted() >= 3);
+    let (host, api, triggers) = under_way(&sandbox);
 
     let locker = rusqlite::Connection::open(sandbox.state().join("wasmcron.db")).unwrap();
     locker.execute_batch("BEGIN EXCLUSIVE").unwrap();
@@ -153,11 +169,7 @@ fn a_database_locked_by_another_process_holds_the_hosts_writes_until_it_is_relea
     locker.execute_batch("ROLLBACK").unwrap();
     drop(locker);
 
-    wait_for("/readyz to answer 200 again", Duration::from_secs(60), || ready(&api) == StatusCode::OK);
-    assert_eq!(api.scrape().value("wasmcron_store_failing", &[]), 0.0);
-    wait_for("a tick of the new version", Duration::from_secs(30), || {
-        all_runs(&sandbox).iter().any(|r| r.job == "tick" && r.stdout.starts_with(b"v2 start"))
-    });
+    recovered_with_v2(&sandbox, &api);
     let (accepted, refused) = triggers.stop();
     let log = host.stop();
     assert!(log.contains("the store is failing") && log.contains("the store takes writes again"), "{log}");
@@ -174,13 +186,7 @@ fn a_database_locked_by_another_process_holds_the_hosts_writes_until_it_is_relea
 #[test]
 fn a_database_file_moved_away_is_reported_and_nothing_is_written_until_it_is_back() {
     let sandbox = sandbox();
-    let host = Host::start(&sandbox, &[]);
-    let api = Api::ready(&sandbox, &host);
-    wait_for("two ticks", Duration::from_secs(30), || {
-        all_runs(&sandbox).iter().filter(|r| r.job == "tick" && r.status == RunStatus::Succeeded).count() >= 2
-    });
-    let triggers = Triggers::start(&api);
-    wait_for("triggers accepted", Duration::from_secs(30), || triggers.accepted() >= 3);
+    let (host, api, triggers) = under_way(&sandbox);
 
     let (db, aside) = (sandbox.state().join("wasmcron.db"), sandbox.path("aside.db"));
     std::fs::rename(&db, &aside).unwrap();
@@ -267,13 +273,7 @@ fn writes_failing_with_io_errors_are_held_and_recorded_once_the_disk_recovers() 
         &format!("module = {tidy}\nschedule = \"@every 1s\"\nenv = {{ BACKLOG = \"100000\", BATCH = \"1\" }}"),
     );
     let fs = FaultFs::mount(&sandbox.path("backing"), &sandbox.state(), &sandbox.path("fail-writes"));
-    let host = Host::start(&sandbox, &[]);
-    let api = Api::ready(&sandbox, &host);
-    wait_for("two ticks", Duration::from_secs(30), || {
-        all_runs(&sandbox).iter().filter(|r| r.job == "tick" && r.status == RunStatus::Succeeded).count() >= 2
-    });
-    let triggers = Triggers::start(&api);
-    wait_for("triggers accepted", Duration::from_secs(30), || triggers.accepted() >= 3);
+    let (host, api, triggers) = under_way(&sandbox);
 
     fs.fail_writes(true);
     let reason = wait_failing(&api);
@@ -282,11 +282,7 @@ fn writes_failing_with_io_errors_are_held_and_recorded_once_the_disk_recovers() 
     std::thread::sleep(Duration::from_secs(3));
     fs.fail_writes(false);
 
-    wait_for("/readyz to answer 200 again", Duration::from_secs(60), || ready(&api) == StatusCode::OK);
-    assert_eq!(api.scrape().value("wasmcron_store_failing", &[]), 0.0);
-    wait_for("a tick of the new version", Duration::from_secs(30), || {
-        all_runs(&sandbox).iter().any(|r| r.job == "tick" && r.stdout.starts_with(b"v2 start"))
-    });
+    recovered_with_v2(&sandbox, &api);
     let (accepted, refused) = triggers.stop();
     let log = host.stop();
     assert!(log.contains("the store is failing") && log.contains("the store takes writes again"), "{log}");

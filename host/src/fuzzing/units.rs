@@ -7,18 +7,7 @@ use std::time::Duration;
 
 use arbitrary::Unstructured;
 
-use crate::units::{format_duration, parse_duration, parse_size};
-
-const DURATION_UNITS: &[(&str, u64)] = &[("ms", 1), ("s", 1_000), ("m", 60_000), ("h", 3_600_000), ("d", 86_400_000)];
-const SIZE_UNITS: &[(&str, u64)] = &[
-    ("B", 1),
-    ("KiB", 1 << 10),
-    ("MiB", 1 << 20),
-    ("GiB", 1 << 30),
-    ("KB", 1_000),
-    ("MB", 1_000_000),
-    ("GB", 1_000_000_000),
-];
+use crate::units::{DURATION_UNITS, SIZE_UNITS, format_duration, parse_duration, parse_size};
 
 pub fn units(data: &[u8]) {
     let mut input = Unstructured::new(data);
